@@ -1,0 +1,196 @@
+#include "address.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static int parse_port(const char *s, in_port_t *port)
+{
+	unsigned long v = 0;
+
+	if (*s == '\0' || strlen(s) > 5)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v > 65535)
+		return -1;
+	*port = htons((in_port_t)v);
+	return 0;
+}
+
+static int parse_unix(const char *path, struct listen_addr *out, char *err, size_t errlen)
+{
+	struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;
+	size_t n = strlen(path);
+
+	if (path[0] != '/' && path[0] != '@') {
+		snprintf(err, errlen, "unix socket path must be absolute or start with '@': '%s'", path);
+		return -1;
+	}
+	if (n < 2 || n >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "unix socket path must be 1 to %zu characters: '%s'",
+			 sizeof(sun->sun_path) - 2, path);
+		return -1;
+	}
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, n);
+	if (path[0] == '@')
+		sun->sun_path[0] = '\0'; /* abstract namespace: not NUL-terminated */
+	out->kind = LISTEN_UNIX;
+	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '/'));
+	return 0;
+}
+
+static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + IF_NAMESIZE];
+	const char *port_text;
+	in_port_t port;
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':') {
+			snprintf(err, errlen, "expected [IPV6]:PORT: '%s'", text);
+			return -1;
+		}
+		if ((size_t)(close - text - 1) >= sizeof(host)) {
+			snprintf(err, errlen, "invalid IPv6 address in '%s'", text);
+			return -1;
+		}
+		memcpy(host, text + 1, (size_t)(close - text - 1));
+		host[close - text - 1] = '\0';
+		port_text = close + 2;
+	} else {
+		const char *colon = strrchr(text, ':');
+		if (!colon) {
+			host[0] = '\0';
+			port_text = text;
+		} else {
+			if ((size_t)(colon - text) >= sizeof(host) || memchr(text, ':', (size_t)(colon - text))) {
+				snprintf(err, errlen, "invalid address '%s' (IPv6 addresses go in brackets: [::1]:7)", text);
+				return -1;
+			}
+			memcpy(host, text, (size_t)(colon - text));
+			host[colon - text] = '\0';
+			port_text = colon + 1;
+		}
+	}
+	if (parse_port(port_text, &port) < 0) {
+		snprintf(err, errlen, "invalid port '%s' (expected 0 to 65535)", port_text);
+		return -1;
+	}
+
+	memset(&out->sa, 0, sizeof(out->sa));
+	out->wildcard_v6 = false;
+	if (host[0] == '\0' || strcmp(host, "*") == 0 || strcmp(host, "::") == 0) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->sa;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_any;
+		s6->sin6_port = port;
+		out->len = sizeof(*s6);
+		out->wildcard_v6 = true;
+		return 0;
+	}
+	if (text[0] != '[') {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&out->sa;
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
+			snprintf(err, errlen, "invalid IPv4 address '%s' (host names are not resolved)", host);
+			return -1;
+		}
+		s4->sin_family = AF_INET;
+		s4->sin_port = port;
+		out->len = sizeof(*s4);
+		return 0;
+	}
+
+	/* getaddrinfo with AI_NUMERICHOST never queries DNS; it is used for
+	 * IPv6 only because it understands scope ids (fe80::1%eth0). */
+	struct addrinfo hints = { .ai_family = AF_INET6, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo *ai = NULL;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai) {
+		snprintf(err, errlen, "invalid IPv6 address '%s'", host);
+		return -1;
+	}
+	memcpy(&out->sa, ai->ai_addr, ai->ai_addrlen);
+	out->len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	((struct sockaddr_in6 *)&out->sa)->sin6_port = port;
+	return 0;
+}
+
+int address_parse(const char *text, struct listen_addr *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (strncmp(text, "unix:", 5) == 0)
+		return parse_unix(text + 5, out, err, errlen);
+	out->kind = LISTEN_TCP;
+	if (strncmp(text, "udp:", 4) == 0) {
+		out->kind = LISTEN_UDP;
+		text += 4;
+	} else if (strncmp(text, "tcp:", 4) == 0) {
+		text += 4;
+	}
+	if (*text == '\0') {
+		snprintf(err, errlen, "empty address");
+		return -1;
+	}
+	enum listen_kind kind = out->kind;
+	if (parse_ip(text, out, err, errlen) < 0)
+		return -1;
+	out->kind = kind;
+	return 0;
+}
+
+void address_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN + IF_NAMESIZE];
+
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(buf, size, "%s:%u", host, ntohs(s4->sin_port));
+		return;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(buf, size, "[%s]:%u", host, ntohs(s6->sin6_port));
+		return;
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+		size_t n = len > offsetof(struct sockaddr_un, sun_path)
+				   ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+		if (n == 0) {
+			snprintf(buf, size, "unix:(unnamed)");
+		} else if (sun->sun_path[0] == '\0') {
+			snprintf(buf, size, "unix:@%.*s", (int)(n - 1), sun->sun_path + 1);
+		} else {
+			snprintf(buf, size, "unix:%.*s", (int)strnlen(sun->sun_path, n), sun->sun_path);
+		}
+		return;
+	}
+	default:
+		snprintf(buf, size, "(address family %d)", sa->sa_family);
+	}
+}
+
+const char *address_kind_name(enum listen_kind kind)
+{
+	switch (kind) {
+	case LISTEN_TCP: return "tcp";
+	case LISTEN_UDP: return "udp";
+	case LISTEN_UNIX: return "unix";
+	}
+	return "?";
+}

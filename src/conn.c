@@ -1,0 +1,335 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bufpool.h"
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/* Reads per wakeup before a connection yields to the others (libuv uses
+ * 32); what is left is served from the deferred list, without an edge. */
+#define READS_PER_EVENT 16
+/* The shared read buffer: data is written back straight from here, and
+ * only an unsent remainder is copied into a buffer of the connection's. */
+#define SCRATCH_SIZE (64 * 1024)
+/* Free buffers kept for reuse: enough for bursts, small when idle. */
+#define POOL_MAX_FREE 64
+
+
+enum {
+	C_OPEN = 1 << 0,
+	C_EOF = 1 << 1,     /* the client sent FIN: nothing more to read */
+	C_RDHUP = 1 << 2,   /* FIN has arrived: a short read means EOF */
+	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
+	C_DRAIN = 1 << 4,   /* shutting down: no reads after the current ones */
+};
+
+struct conn {
+	struct io io;
+	struct timer idle;
+	struct buf *out; /* unsent bytes; NULL whenever nothing is pending */
+	struct policy *policy;
+	uint64_t last_active;
+	int fd;
+	uint8_t flags;
+};
+
+static struct {
+	struct loop *loop;
+	struct conn *conns; /* indexed by fd */
+	size_t n_conns;
+	size_t hwm; /* highest fd used + 1 */
+	struct bufpool pool;
+	char *scratch;
+	struct policy *policy;
+	struct stats *stats;
+	void (*on_close)(void);
+} T;
+
+struct policy *policy_new(uint32_t buffer_size, int transform, uint64_t idle_timeout_ms)
+{
+	struct policy *p = malloc(sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->refs = 1;
+	p->buffer_size = buffer_size;
+	p->transform = (uint8_t)transform;
+	p->idle_timeout_ms = idle_timeout_ms;
+	return p;
+}
+
+void policy_unref(struct policy *p)
+{
+	if (p && --p->refs == 0)
+		free(p);
+}
+
+void transform_apply(int transform, char *data, size_t len)
+{
+	if (transform != TRANSFORM_UPPER)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		/* ASCII only: every other byte, UTF-8 included, is left alone. */
+		if ((unsigned char)(data[i] - 'a') < 26)
+			data[i] = (char)(data[i] - ('a' - 'A'));
+	}
+}
+
+static void conn_io(struct io *io, uint32_t events);
+static void conn_idle(struct timer *t);
+
+int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
+{
+	memset(&T, 0, sizeof(T));
+	T.loop = loop;
+	T.stats = stats;
+	T.on_close = on_close;
+	/* calloc of a large table maps fresh zero pages: a slot costs memory
+	 * only once a connection with that fd has used it. */
+	T.conns = calloc(fd_limit, sizeof(*T.conns));
+	T.scratch = malloc(SCRATCH_SIZE);
+	if (!T.conns || !T.scratch) {
+		conn_table_free();
+		return -ENOMEM;
+	}
+	T.n_conns = fd_limit;
+	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE);
+	return 0;
+}
+
+void conn_table_free(void)
+{
+	conn_close_all();
+	free(T.conns);
+	free(T.scratch);
+	bufpool_clear(&T.pool);
+	policy_unref(T.policy);
+	memset(&T, 0, sizeof(T));
+}
+
+void conn_set_policy(struct policy *p)
+{
+	p->refs++;
+	policy_unref(T.policy);
+	T.policy = p;
+	bufpool_set_size(&T.pool, p->buffer_size);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	log_debug("connection %d closed: %s", c->fd, why);
+	loop_undefer(&c->io);
+	loop_timer_stop(T.loop, &c->idle);
+	if (c->out)
+		bufpool_put(&T.pool, c->out);
+	/* close(2) also removes it from the epoll set (no dup'ed fds). */
+	close(c->fd);
+	policy_unref(c->policy);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	T.stats->current--;
+	if (T.on_close)
+		T.on_close();
+}
+
+int conn_open(int fd)
+{
+	struct conn *c;
+	int r;
+
+	if (fd < 0 || (size_t)fd >= T.n_conns) {
+		close(fd);
+		return -EMFILE;
+	}
+	c = &T.conns[fd];
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	c->flags = C_OPEN;
+	c->io.fn = conn_io;
+	c->idle.fn = conn_idle;
+	c->policy = T.policy;
+	c->policy->refs++;
+	T.stats->current++;
+	T.stats->total++;
+	if ((size_t)fd >= T.hwm)
+		T.hwm = (size_t)fd + 1;
+
+	/* Registered once for everything, edge-triggered: the hot path never
+	 * calls epoll_ctl. Data that arrived before this is reported too. */
+	r = loop_add(T.loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+	if (r == 0 && c->policy->idle_timeout_ms) {
+		c->last_active = T.loop->now_ms;
+		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
+	}
+	if (r < 0) {
+		log_warning("cannot register connection: %s", strerror(-r));
+		conn_close(c, "registration failed");
+		return r;
+	}
+	log_debug("connection %d opened", fd);
+	return 0;
+}
+
+/* Writes what is pending. The kernel takes less only when its buffer is
+ * full, and then an EPOLLOUT edge follows: one write is enough. */
+static int flush(struct conn *c)
+{
+	struct buf *b = c->out;
+	ssize_t w = write(c->fd, b->data + b->off, b->len);
+
+	if (w < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	b->off += (uint32_t)w;
+	b->len -= (uint32_t)w;
+	T.stats->bytes += (uint64_t)w;
+	c->last_active = T.loop->now_ms;
+	if (b->len == 0) {
+		bufpool_put(&T.pool, b);
+		c->out = NULL;
+	}
+	return 0;
+}
+
+/* Sends data straight back; keeps only what the kernel did not take. */
+static int echo(struct conn *c, const char *data, size_t n)
+{
+	ssize_t w = write(c->fd, data, n);
+
+	if (w < 0) {
+		if (errno != EAGAIN)
+			return -errno;
+		w = 0;
+	}
+	T.stats->bytes += (uint64_t)w;
+	if ((size_t)w == n)
+		return 0;
+	c->out = bufpool_get(&T.pool, c->policy->buffer_size);
+	if (!c->out)
+		return -ENOMEM;
+	memcpy(c->out->data, data + w, n - (size_t)w);
+	c->out->len = (uint32_t)(n - (size_t)w);
+	return 0;
+}
+
+/* Reads and echoes until the socket is drained, the buffer is full, or
+ * the budget is spent. */
+static int pump(struct conn *c)
+{
+	for (int budget = READS_PER_EVENT; budget > 0; budget--) {
+		struct buf *b = c->out;
+		size_t room;
+		char *dst;
+		ssize_t n;
+
+		if (b) {
+			/* The kernel's send buffer is full: collect into ours,
+			 * up to buffer_size, and stop there (backpressure). */
+			if (b->off) {
+				memmove(b->data, b->data + b->off, b->len);
+				b->off = 0;
+			}
+			room = b->cap - b->len;
+			if (room == 0) {
+				c->flags |= C_BLOCKED;
+				return 0;
+			}
+			dst = b->data + b->len;
+		} else {
+			room = c->policy->buffer_size < SCRATCH_SIZE ? c->policy->buffer_size : SCRATCH_SIZE;
+			dst = T.scratch;
+		}
+		n = read(c->fd, dst, room);
+		if (n <= 0) {
+			c->flags &= (uint8_t)~C_BLOCKED;
+			if (n == 0) {
+				c->flags |= C_EOF;
+				return 0;
+			}
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		c->last_active = T.loop->now_ms;
+		transform_apply(c->policy->transform, dst, (size_t)n);
+		if (b)
+			b->len += (uint32_t)n;
+		else if (echo(c, dst, (size_t)n) < 0)
+			return -errno;
+		if ((size_t)n < room) {
+			/* A short read drained the socket; the next data brings a
+			 * new edge, so no read just to see EAGAIN. If FIN has
+			 * arrived, this was the last of the data. */
+			c->flags &= (uint8_t)~C_BLOCKED;
+			if (c->flags & C_RDHUP)
+				c->flags |= C_EOF;
+			return 0;
+		}
+	}
+	loop_defer(T.loop, &c->io);
+	return 0;
+}
+
+static void conn_io(struct io *io, uint32_t events)
+{
+	struct conn *c = container_of(io, struct conn, io);
+	int r;
+
+	if (events & EPOLLRDHUP)
+		c->flags |= C_RDHUP;
+	if (c->out) {
+		r = flush(c);
+		if (r < 0) {
+			conn_close(c, strerror(-r));
+			return;
+		}
+	}
+	/* An EPOLLOUT-only edge needs no read, unless a full buffer had
+	 * stopped reading and the flush has made room. */
+	if (!(c->flags & C_EOF) &&
+	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+	     ((c->flags & C_BLOCKED) && (!c->out || c->out->len < c->out->cap)))) {
+		r = pump(c);
+		if (r < 0) {
+			conn_close(c, strerror(-r));
+			return;
+		}
+	}
+	if (c->flags & C_DRAIN)
+		c->flags |= C_EOF;
+	if ((c->flags & C_EOF) && !c->out)
+		conn_close(c, (c->flags & C_DRAIN) ? "shutting down" : "end of input");
+}
+
+/* Lazy idle timer: activity only stores a time stamp; the timer checks
+ * it when it fires and re-arms itself for the real deadline. */
+static void conn_idle(struct timer *t)
+{
+	struct conn *c = container_of(t, struct conn, idle);
+	uint64_t due = c->last_active + c->policy->idle_timeout_ms;
+
+	if (due > T.loop->now_ms && loop_timer_at(T.loop, t, due) == 0)
+		return;
+	conn_close(c, "idle timeout");
+}
+
+void conn_drain_all(void)
+{
+	for (size_t fd = 0; fd < T.hwm; fd++) {
+		struct conn *c = &T.conns[fd];
+		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
+			continue;
+		c->flags |= C_DRAIN;
+		conn_io(&c->io, 0);
+	}
+}
+
+void conn_close_all(void)
+{
+	for (size_t fd = 0; fd < T.hwm; fd++)
+		if (T.conns[fd].flags & C_OPEN)
+			conn_close(&T.conns[fd], "shutting down");
+}

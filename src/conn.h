@@ -1,0 +1,46 @@
+/* Stream connections: read, echo, backpressure, half-close, idle timeout.
+ * The only code on the per-message path. */
+#ifndef ECHOD_CONN_H
+#define ECHOD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "stats.h"
+
+/* Settings a connection keeps for its whole life: a reload applies to
+ * connections accepted after it. Shared and reference counted. */
+struct policy {
+	unsigned refs;
+	uint32_t buffer_size;
+	uint8_t transform; /* enum transform */
+	uint64_t idle_timeout_ms;
+};
+
+struct policy *policy_new(uint32_t buffer_size, int transform, uint64_t idle_timeout_ms);
+void policy_unref(struct policy *p);
+
+/* Creates the connection table, indexed by fd, sized for fd_limit
+ * descriptors. on_close runs after each close (to resume accepting). */
+int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats,
+		    void (*on_close)(void));
+void conn_table_free(void);
+
+/* Connections accepted from now on use p (the table takes a reference). */
+void conn_set_policy(struct policy *p);
+
+/* Takes ownership of a connected, non-blocking socket. 0 or -errno (the
+ * socket is then closed). */
+int conn_open(int fd);
+
+/* Shutdown: stop reading new data, finish what is pending, then close. */
+void conn_drain_all(void);
+/* Closes every connection at once. */
+void conn_close_all(void);
+
+/* Applies the configured transform in place (also used for datagrams). */
+void transform_apply(int transform, char *data, size_t len);
+
+#endif

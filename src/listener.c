@@ -1,0 +1,228 @@
+#include "listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#if HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+static int set_int(int fd, int level, int name, int value)
+{
+	return setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+/* A unix socket file left by a crashed run is removed; one that a live
+ * process still listens on is not (bind then fails with EADDRINUSE). */
+static void remove_stale_socket(const struct listen_addr *a)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->sa;
+	struct stat st;
+	int fd;
+
+	if (sun->sun_path[0] == '\0' || stat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0 && errno == ECONNREFUSED)
+		unlink(sun->sun_path);
+	close(fd);
+}
+
+static void fill_name(struct listener *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0)
+		address_format((struct sockaddr *)&ss, len, l->name, sizeof(l->name));
+	else
+		snprintf(l->name, sizeof(l->name), "fd %d", l->fd);
+}
+
+static int open_socket(struct listen_addr *a, const struct listen_options *o, struct listener *l)
+{
+	int type = a->kind == LISTEN_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	int family = a->sa.ss_family;
+	int fd;
+
+	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && a->wildcard_v6 && (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT)) {
+		/* No IPv6 on this host: the wildcard becomes 0.0.0.0. */
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&a->sa;
+		in_port_t port = ((struct sockaddr_in6 *)&a->sa)->sin6_port;
+		memset(&a->sa, 0, sizeof(a->sa));
+		s4->sin_family = AF_INET;
+		s4->sin_port = port;
+		s4->sin_addr.s_addr = htonl(INADDR_ANY);
+		a->len = sizeof(*s4);
+		family = AF_INET;
+		fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	}
+	if (fd < 0)
+		return -errno;
+	l->fd = fd;
+
+	if (family != AF_UNIX) {
+		if (set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0)
+			return -errno;
+		if (o->reuse_port && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0)
+			return -errno;
+		/* "[::]" serves IPv4 too, whatever the sysctl default says; a
+		 * specific IPv6 address serves only itself. */
+		if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->wildcard_v6 ? 0 : 1) < 0)
+			return -errno;
+		/* Accepted sockets inherit it: no setsockopt per connection. */
+		if (type == SOCK_STREAM && set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+			return -errno;
+	} else {
+		remove_stale_socket(a);
+	}
+	if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0)
+		return -errno;
+	if (family == AF_UNIX && ((struct sockaddr_un *)&a->sa)->sun_path[0] != '\0')
+		l->bound_path = true;
+	if (type == SOCK_STREAM && listen(fd, o->backlog) < 0)
+		return -errno;
+	return 0;
+}
+
+struct listener *listener_open(const char *text, const struct listen_options *o, char *err, size_t errlen)
+{
+	struct listen_addr a;
+	struct listener *l;
+	char why[256];
+	int r;
+
+	if (address_parse(text, &a, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "invalid listen address: %s", why);
+		return NULL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->fd = -1;
+	l->kind = a.kind;
+	snprintf(l->config_text, sizeof(l->config_text), "%s", text);
+	r = open_socket(&a, o, l);
+	if (r < 0) {
+		char shown[ADDRESS_TEXT_MAX];
+		address_format((const struct sockaddr *)&a.sa, a.len, shown, sizeof(shown));
+		snprintf(err, errlen, "cannot listen on %s (%s): %s", shown,
+			 address_kind_name(a.kind), strerror(-r));
+		l->bound_path = false; /* a failed listen must not remove the file */
+		listener_free(l);
+		return NULL;
+	}
+	fill_name(l);
+	return l;
+}
+
+#if HAVE_SYSTEMD
+static int adopt(int fd, struct listener **out, char *err, size_t errlen)
+{
+	struct listener *l;
+	int type = 0, family;
+	socklen_t len = sizeof(type);
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+
+	if (sd_is_socket(fd, AF_UNSPEC, 0, -1) <= 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &slen) < 0) {
+		snprintf(err, errlen, "passed fd %d is not a socket", fd);
+		return -1;
+	}
+	family = ss.ss_family;
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) {
+		snprintf(err, errlen, "passed fd %d is a socket of unsupported address family %d", fd, family);
+		return -1;
+	}
+	if (type == SOCK_STREAM) {
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			snprintf(err, errlen, "passed fd %d is a stream socket that is not listening", fd);
+			return -1;
+		}
+	} else if (type != SOCK_DGRAM) {
+		snprintf(err, errlen, "passed fd %d is neither a stream nor a datagram socket", fd);
+		return -1;
+	}
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		snprintf(err, errlen, "passed fd %d: cannot make it non-blocking: %s", fd, strerror(errno));
+		return -1;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	l->fd = fd;
+	l->activated = true;
+	l->kind = type == SOCK_DGRAM ? LISTEN_UDP : family == AF_UNIX ? LISTEN_UNIX : LISTEN_TCP;
+	if (type == SOCK_STREAM && family != AF_UNIX) {
+		/* Not a bind-time option: safe on an inherited socket, and
+		 * accepted sockets inherit it. */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	fill_name(l);
+	*out = l;
+	return 0;
+}
+
+int listener_adopt_all(struct listener **list, char *err, size_t errlen)
+{
+	int n = sd_listen_fds(1);
+
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read the sockets passed by the service manager: %s", strerror(-n));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct listener *l;
+		if (adopt(SD_LISTEN_FDS_START + i, &l, err, errlen) < 0)
+			return -1;
+		l->next = *list;
+		*list = l;
+	}
+	return n;
+}
+#else
+int listener_adopt_all(struct listener **list, char *err, size_t errlen)
+{
+	(void)list;
+	if (getenv("LISTEN_FDS")) {
+		snprintf(err, errlen, "sockets were passed (LISTEN_FDS), but echod was built without systemd support");
+		return -1;
+	}
+	return 0;
+}
+#endif
+
+void listener_free(struct listener *l)
+{
+	if (!l)
+		return;
+	if (l->bound_path) {
+		struct sockaddr_un sun;
+		socklen_t len = sizeof(sun);
+		if (getsockname(l->fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_path[0])
+			unlink(sun.sun_path);
+	}
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}

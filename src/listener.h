@@ -1,0 +1,41 @@
+/* Listening sockets: opened and bound by echod, or adopted from the
+ * service manager (socket activation). Sockets only, no event loop. */
+#ifndef ECHOD_LISTENER_H
+#define ECHOD_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "address.h"
+#include "loop.h"
+
+struct listener {
+	struct io io;
+	struct timer retry; /* accepting paused for lack of fds */
+	int fd;
+	enum listen_kind kind;
+	bool activated; /* passed by the service manager: never re-bound */
+	bool paused;    /* at a limit: resumes when a connection ends */
+	bool bound_path; /* a unix socket file echod created: unlinked at exit */
+	char config_text[128]; /* the `listen` value it was opened for */
+	char name[ADDRESS_TEXT_MAX];
+	struct listener *next;
+};
+
+struct listen_options {
+	int backlog;
+	bool reuse_port;
+};
+
+/* Opens one listener for a `listen` value. NULL with a message in err. */
+struct listener *listener_open(const char *text, const struct listen_options *o,
+			       char *err, size_t errlen);
+
+/* Adopts the sockets passed with LISTEN_FDS. Returns how many (0 when
+ * none were passed), or -1 with a message naming the fd in err. */
+int listener_adopt_all(struct listener **list, char *err, size_t errlen);
+
+/* Closes the socket, and removes the socket file echod created. */
+void listener_free(struct listener *l);
+
+#endif

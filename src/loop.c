@@ -1,0 +1,162 @@
+#include "loop.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Events per epoll_wait: large, so that thousands of busy connections
+ * cost few wakeups. */
+#define LOOP_MAX_EVENTS 1024
+
+uint64_t loop_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int loop_init(struct loop *loop)
+{
+	memset(loop, 0, sizeof(*loop));
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0)
+		return -errno;
+	timer_heap_init(&loop->timers);
+	loop->defer_head.defer_next = loop->defer_head.defer_prev = &loop->defer_head;
+	loop->now_ms = loop_clock_ms();
+	return 0;
+}
+
+void loop_close(struct loop *loop)
+{
+	if (loop->epfd >= 0)
+		close(loop->epfd);
+	loop->epfd = -1;
+	timer_heap_free(&loop->timers);
+}
+
+int loop_add(struct loop *loop, int fd, uint32_t events, struct io *io)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = io };
+
+	return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int loop_del(struct loop *loop, int fd)
+{
+	return epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+void loop_defer(struct loop *loop, struct io *io)
+{
+	struct io *head = &loop->defer_head;
+
+	if (io->deferred)
+		return;
+	io->deferred = true;
+	io->defer_prev = head->defer_prev;
+	io->defer_next = head;
+	head->defer_prev->defer_next = io;
+	head->defer_prev = io;
+}
+
+void loop_undefer(struct io *io)
+{
+	if (!io->deferred)
+		return;
+	io->defer_prev->defer_next = io->defer_next;
+	io->defer_next->defer_prev = io->defer_prev;
+	io->defer_prev = io->defer_next = NULL;
+	io->deferred = false;
+}
+
+int loop_timer_at(struct loop *loop, struct timer *t, uint64_t deadline_ms)
+{
+	return timer_heap_set(&loop->timers, t, deadline_ms);
+}
+
+int loop_timer_in(struct loop *loop, struct timer *t, uint64_t delay_ms)
+{
+	return timer_heap_set(&loop->timers, t, loop->now_ms + delay_ms);
+}
+
+void loop_timer_stop(struct loop *loop, struct timer *t)
+{
+	timer_heap_remove(&loop->timers, t);
+}
+
+static int next_timeout(const struct loop *loop)
+{
+	const struct timer *t;
+
+	if (loop->defer_head.defer_next != &loop->defer_head)
+		return 0;
+	t = timer_heap_top(&loop->timers);
+	if (!t)
+		return -1;
+	if (t->deadline <= loop->now_ms)
+		return 0;
+	uint64_t d = t->deadline - loop->now_ms;
+	return d > 60000 ? 60000 : (int)d;
+}
+
+static void run_timers(struct loop *loop)
+{
+	struct timer *t;
+
+	while ((t = timer_heap_top(&loop->timers)) && t->deadline <= loop->now_ms) {
+		timer_heap_remove(&loop->timers, t);
+		t->fn(t);
+	}
+}
+
+static void splice_all(struct io *from, struct io *to)
+{
+	if (from->defer_next == from)
+		return;
+	from->defer_next->defer_prev = to->defer_prev;
+	from->defer_prev->defer_next = to;
+	to->defer_prev->defer_next = from->defer_next;
+	to->defer_prev = from->defer_prev;
+	from->defer_next = from->defer_prev = from;
+}
+
+/* Runs what was deferred before this pass; what defers itself again now
+ * waits for the next pass, after fresh events, so nobody starves. */
+static void run_deferred(struct loop *loop)
+{
+	struct io batch;
+
+	batch.defer_next = batch.defer_prev = &batch;
+	splice_all(&loop->defer_head, &batch);
+	while (batch.defer_next != &batch && !loop->stop) {
+		struct io *io = batch.defer_next;
+		loop_undefer(io);
+		io->fn(io, 0);
+	}
+	splice_all(&batch, &loop->defer_head);
+}
+
+int loop_run(struct loop *loop)
+{
+	struct epoll_event events[LOOP_MAX_EVENTS];
+
+	while (!loop->stop) {
+		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, next_timeout(loop));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		loop->now_ms = loop_clock_ms();
+		for (int i = 0; i < n; i++) {
+			struct io *io = events[i].data.ptr;
+			io->fn(io, events[i].events);
+		}
+		run_timers(loop);
+		run_deferred(loop);
+	}
+	return 0;
+}

@@ -1,0 +1,52 @@
+/* The event loop: edge-triggered epoll, timers, deferred work. It knows
+ * file descriptors and callbacks, nothing of what they mean. */
+#ifndef ECHOD_LOOP_H
+#define ECHOD_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#include "timer_heap.h"
+
+struct io;
+/* events: the epoll mask, or 0 when called back from loop_defer(). */
+typedef void io_fn(struct io *io, uint32_t events);
+
+struct io {
+	io_fn *fn;
+	struct io *defer_prev, *defer_next;
+	bool deferred;
+};
+
+struct loop {
+	int epfd;
+	bool stop;
+	uint64_t now_ms; /* CLOCK_MONOTONIC, read once per wakeup */
+	struct timer_heap timers;
+	struct io defer_head; /* sentinel of the deferred list */
+};
+
+int loop_init(struct loop *loop);
+void loop_close(struct loop *loop);
+
+/* Registers fd once; edge-triggered interest never changes afterwards. */
+int loop_add(struct loop *loop, int fd, uint32_t events, struct io *io);
+int loop_del(struct loop *loop, int fd);
+
+/* Calls io back after the current batch of events, without a new edge:
+ * for work cut short by a budget, or resumed after a limit lifted. */
+void loop_defer(struct loop *loop, struct io *io);
+void loop_undefer(struct io *io);
+
+/* Timers run with the loop's clock in milliseconds. */
+int loop_timer_at(struct loop *loop, struct timer *t, uint64_t deadline_ms);
+int loop_timer_in(struct loop *loop, struct timer *t, uint64_t delay_ms);
+void loop_timer_stop(struct loop *loop, struct timer *t);
+
+/* Runs until loop->stop is set. Returns 0, or -errno if epoll fails. */
+int loop_run(struct loop *loop);
+
+uint64_t loop_clock_ms(void);
+
+#endif

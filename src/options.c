@@ -1,0 +1,166 @@
+#include "options.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "util.h"
+
+enum { OPT_LOG_LEVEL = 0x100 };
+
+static const struct option long_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "listen", required_argument, NULL, 'l' },
+	{ "backlog", required_argument, NULL, 'b' },
+	{ "buffer-size", required_argument, NULL, 'B' },
+	{ "max-connections", required_argument, NULL, 'm' },
+	{ "idle-timeout", required_argument, NULL, 'i' },
+	{ "transform", required_argument, NULL, 'T' },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "check-config", no_argument, NULL, 't' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Which knob each value option sets. */
+static const struct {
+	int opt;
+	const char *knob;
+} option_knobs[] = {
+	{ 'l', "listen" },
+	{ 'b', "backlog" },
+	{ 'B', "buffer_size" },
+	{ 'm', "max_connections" },
+	{ 'i', "idle_timeout" },
+	{ 'T', "transform" },
+	{ OPT_LOG_LEVEL, "log_level" },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: echod [OPTION]...\n"
+		"TCP echo daemon (RFC 862): every byte a client sends comes back.\n"
+		"\n"
+		"  -c, --config=FILE            config file (default %s)\n"
+		"  -l, --listen=ADDR            listen address, repeatable; replaces the file's:\n"
+		"                               PORT, HOST:PORT, [IPV6]:PORT, unix:/PATH, udp:...\n"
+		"  -b, --backlog=N              listen(2) backlog (1..65535)\n"
+		"  -B, --buffer-size=SIZE       per-connection buffer limit (64..64M, K/M suffix)\n"
+		"  -m, --max-connections=N      concurrent connections, 0 = only the fd limit\n"
+		"  -i, --idle-timeout=DURATION  close idle connections (e.g. 30s, 500ms, 5min), 0 = never\n"
+		"  -T, --transform=none|upper   upper: send ASCII a-z back as A-Z\n"
+		"      --log-level=LEVEL        err, warning, notice, info or debug\n"
+		"  -t, --check-config           print the effective configuration and exit\n"
+		"  -h, --help                   show this help and exit\n"
+		"  -V, --version                show the version and exit\n"
+		"\n"
+		"See echod(8) and echod.conf(5).\n",
+		ECHOD_CONFIG_PATH);
+}
+
+static const struct knob *knob_for(int opt)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(option_knobs); i++)
+		if (option_knobs[i].opt == opt)
+			return config_find_knob(option_knobs[i].knob);
+	return NULL;
+}
+
+static const char *option_name(int opt)
+{
+	for (const struct option *lo = long_options; lo->name; lo++)
+		if (lo->val == opt)
+			return lo->name;
+	return "?";
+}
+
+int options_parse(int argc, char **argv, struct options *o)
+{
+	struct config scratch;
+	char err[CONFIG_ERROR_MAX];
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->config_path = ECHOD_CONFIG_PATH;
+	config_defaults(&scratch);
+	scratch.n_listen = 0;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":c:l:b:B:m:i:T:thV", long_options, NULL)) != -1) {
+		const struct knob *k;
+
+		switch (c) {
+		case 'c':
+			o->config_path = optarg;
+			o->config_given = true;
+			continue;
+		case 't':
+			o->check = true;
+			continue;
+		case 'h':
+			usage(stdout);
+			return OPTIONS_EXIT_OK;
+		case 'V':
+			printf("echod %s\n", ECHOD_VERSION);
+			return OPTIONS_EXIT_OK;
+		case ':':
+			fprintf(stderr, "echod: option '%s' needs a value\n", argv[optind - 1]);
+			goto usage_error;
+		case '?':
+			if (optopt)
+				fprintf(stderr, "echod: unknown option '-%c'\n", optopt);
+			else
+				fprintf(stderr, "echod: unknown option '%s'\n", argv[optind - 1]);
+			goto usage_error;
+		}
+		k = knob_for(c);
+		if (!k)
+			goto usage_error;
+		/* Check the value now: a bad one is a usage error (exit 2),
+		 * reported before any file is read. */
+		if (config_set(&scratch, k, optarg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "echod: --%s: %s\n", option_name(c), err);
+			goto usage_error;
+		}
+		if (o->n_overrides == OPTIONS_MAX_OVERRIDES) {
+			fprintf(stderr, "echod: too many options\n");
+			goto usage_error;
+		}
+		o->overrides[o->n_overrides].knob = k;
+		o->overrides[o->n_overrides].value = optarg;
+		o->n_overrides++;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "echod: unexpected argument '%s'\n", argv[optind]);
+		goto usage_error;
+	}
+	return OPTIONS_RUN;
+
+usage_error:
+	fprintf(stderr, "Try 'echod --help' for more information.\n");
+	return OPTIONS_USAGE;
+}
+
+int options_load_config(const struct options *o, struct config *cfg, char *err, size_t errlen)
+{
+	bool listen_given = false;
+
+	config_defaults(cfg);
+	if (config_load_file(cfg, o->config_path, !o->config_given, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < o->n_overrides; i++) {
+		const struct knob *k = o->overrides[i].knob;
+		if (k->type == KNOB_LISTEN && !listen_given) {
+			/* -l replaces the file's list, it does not add to it. */
+			cfg->n_listen = 0;
+			listen_given = true;
+		}
+		/* Validated by options_parse(); cannot fail here. */
+		if (config_set(cfg, k, o->overrides[i].value, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
