@@ -1,0 +1,90 @@
+/* Unit tests of the `listen` address syntax. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "address.h"
+#include "check_main.h"
+
+static struct listen_addr a;
+static char err[256];
+
+static void roundtrip(const char *text, enum listen_kind kind, const char *shown)
+{
+	char buf[ADDRESS_TEXT_MAX];
+	ck_assert_msg(address_parse(text, &a, err, sizeof(err)) == 0, "%s: %s", text, err);
+	ck_assert_int_eq(a.kind, kind);
+	address_format((struct sockaddr *)&a.sa, a.len, buf, sizeof(buf));
+	ck_assert_str_eq(buf, shown);
+}
+
+static void rejects(const char *text, const char *msg)
+{
+	ck_assert_int_eq(address_parse(text, &a, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, msg);
+}
+
+START_TEST(ip_forms)
+{
+	roundtrip("7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.wildcard_v6);
+	roundtrip("127.0.0.1:7007", LISTEN_TCP, "127.0.0.1:7007");
+	ck_assert(!a.wildcard_v6);
+	roundtrip("0.0.0.0:0", LISTEN_TCP, "0.0.0.0:0");
+	roundtrip("[::1]:7", LISTEN_TCP, "[::1]:7");
+	ck_assert(!a.wildcard_v6);
+	roundtrip("[::]:7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.wildcard_v6);
+	roundtrip("*:65535", LISTEN_TCP, "[::]:65535");
+	roundtrip("tcp:127.0.0.1:7", LISTEN_TCP, "127.0.0.1:7");
+	roundtrip("udp:127.0.0.1:7", LISTEN_UDP, "127.0.0.1:7");
+	roundtrip("udp:[::1]:7", LISTEN_UDP, "[::1]:7");
+	roundtrip("udp:7", LISTEN_UDP, "[::]:7");
+}
+END_TEST
+
+START_TEST(unix_forms)
+{
+	roundtrip("unix:/run/echod.sock", LISTEN_UNIX, "unix:/run/echod.sock");
+	ck_assert_uint_eq(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/echod.sock") + 1);
+	roundtrip("unix:@echod", LISTEN_UNIX, "unix:@echod");
+	ck_assert_uint_eq(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("@echod"));
+}
+END_TEST
+
+START_TEST(errors)
+{
+	rejects("", "empty address");
+	rejects("udp:", "empty address");
+	rejects("70000", "invalid port '70000' (expected 0 to 65535)");
+	rejects("127.0.0.1:", "invalid port '' (expected 0 to 65535)");
+	rejects("127.0.0.1:x", "invalid port 'x' (expected 0 to 65535)");
+	rejects("127.0.0.1:-1", "invalid port '-1' (expected 0 to 65535)");
+	rejects("localhost:7", "invalid IPv4 address 'localhost' (host names are not resolved)");
+	rejects("::1:7", "invalid address '::1:7' (IPv6 addresses go in brackets: [::1]:7)");
+	rejects("[::1]7", "expected [IPV6]:PORT: '[::1]7'");
+	rejects("[::1", "expected [IPV6]:PORT: '[::1'");
+	rejects("[1.2.3.4]:7", "invalid IPv6 address '1.2.3.4'");
+	rejects("unix:relative", "unix socket path must be absolute or start with '@': 'relative'");
+	rejects("unix:/", "unix socket path must be 1 to 106 characters: '/'");
+	char longpath[200] = "unix:/";
+	memset(longpath + 6, 'x', 150);
+	longpath[156] = '\0';
+	ck_assert_int_eq(address_parse(longpath, &a, err, sizeof(err)), -1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("address");
+	TCase *t = tcase_create("address");
+	tcase_add_test(t, ip_forms);
+	tcase_add_test(t, unix_forms);
+	tcase_add_test(t, errors);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+CHECK_MAIN(suite)

@@ -1,0 +1,390 @@
+/* Unit tests of the knob table, value parsers and the file parser. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "config.h"
+#include "log.h"
+
+/* ---- value parsers ---- */
+
+START_TEST(uint_accepts_bounds)
+{
+	uint64_t v;
+	ck_assert_int_eq(parse_uint("1", 1, 65535, &v), 0);
+	ck_assert_uint_eq(v, 1);
+	ck_assert_int_eq(parse_uint("65535", 1, 65535, &v), 0);
+	ck_assert_uint_eq(v, 65535);
+	ck_assert_int_eq(parse_uint("007", 0, 10, &v), 0);
+	ck_assert_uint_eq(v, 7);
+}
+END_TEST
+
+START_TEST(uint_rejects)
+{
+	uint64_t v = 42;
+	ck_assert_int_eq(parse_uint("0", 1, 65535, &v), -ERANGE);
+	ck_assert_int_eq(parse_uint("65536", 1, 65535, &v), -ERANGE);
+	ck_assert_int_eq(parse_uint("99999999999999999999999", 0, UINT64_MAX, &v), -ERANGE);
+	ck_assert_int_eq(parse_uint("", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint("-1", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint("+1", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint(" 1", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint("1 ", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint("1x", 0, 10, &v), -EINVAL);
+	ck_assert_int_eq(parse_uint("0x10", 0, 100, &v), -EINVAL);
+	ck_assert_uint_eq(v, 42); /* untouched on error */
+}
+END_TEST
+
+START_TEST(size_units)
+{
+	uint64_t v;
+	ck_assert_int_eq(parse_size("64", 64, 64 << 20, &v), 0);
+	ck_assert_uint_eq(v, 64);
+	ck_assert_int_eq(parse_size("16K", 64, 64 << 20, &v), 0);
+	ck_assert_uint_eq(v, 16384);
+	ck_assert_int_eq(parse_size("16k", 64, 64 << 20, &v), 0);
+	ck_assert_uint_eq(v, 16384);
+	ck_assert_int_eq(parse_size("64M", 64, 64 << 20, &v), 0);
+	ck_assert_uint_eq(v, 64u << 20);
+	ck_assert_int_eq(parse_size("63", 64, 64 << 20, &v), -ERANGE);
+	ck_assert_int_eq(parse_size("65M", 64, 64 << 20, &v), -ERANGE);
+	ck_assert_int_eq(parse_size("65537K", 64, 64 << 20, &v), -ERANGE);
+	ck_assert_int_eq(parse_size("99999999999999999M", 64, 64 << 20, &v), -ERANGE);
+	ck_assert_int_eq(parse_size("16KB", 64, 64 << 20, &v), -EINVAL);
+	ck_assert_int_eq(parse_size("16G", 64, 64 << 20, &v), -EINVAL);
+	ck_assert_int_eq(parse_size("K", 64, 64 << 20, &v), -EINVAL);
+	ck_assert_int_eq(parse_size("1.5K", 64, 64 << 20, &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(duration_units)
+{
+	uint64_t v, max = 30ULL * 24 * 3600 * 1000;
+	ck_assert_int_eq(parse_duration_ms("0", 0, max, &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(parse_duration_ms("30", 0, max, &v), 0);
+	ck_assert_uint_eq(v, 30000);
+	ck_assert_int_eq(parse_duration_ms("30s", 0, max, &v), 0);
+	ck_assert_uint_eq(v, 30000);
+	ck_assert_int_eq(parse_duration_ms("250ms", 0, max, &v), 0);
+	ck_assert_uint_eq(v, 250);
+	ck_assert_int_eq(parse_duration_ms("2min", 0, max, &v), 0);
+	ck_assert_uint_eq(v, 120000);
+	ck_assert_int_eq(parse_duration_ms("43201min", 0, max, &v), -ERANGE);
+	ck_assert_int_eq(parse_duration_ms("5h", 0, max, &v), -EINVAL);
+	ck_assert_int_eq(parse_duration_ms("5 s", 0, max, &v), -EINVAL);
+	ck_assert_int_eq(parse_duration_ms("s", 0, max, &v), -EINVAL);
+	ck_assert_int_eq(parse_duration_ms("1.5s", 0, max, &v), -EINVAL);
+	ck_assert_int_eq(parse_duration_ms("-1", 0, max, &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(booleans)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1", "YES", "True" };
+	static const char *const no[] = { "no", "false", "off", "0", "NO", "Off" };
+	bool b;
+	for (size_t i = 0; i < 6; i++) {
+		b = false;
+		ck_assert_int_eq(parse_bool(yes[i], &b), 0);
+		ck_assert(b);
+		b = true;
+		ck_assert_int_eq(parse_bool(no[i], &b), 0);
+		ck_assert(!b);
+	}
+	ck_assert_int_eq(parse_bool("y", &b), -EINVAL);
+	ck_assert_int_eq(parse_bool("2", &b), -EINVAL);
+	ck_assert_int_eq(parse_bool("", &b), -EINVAL);
+}
+END_TEST
+
+START_TEST(enums)
+{
+	enum transform t;
+	int l;
+	ck_assert_int_eq(parse_transform("none", &t), 0);
+	ck_assert_int_eq(t, TRANSFORM_NONE);
+	ck_assert_int_eq(parse_transform("upper", &t), 0);
+	ck_assert_int_eq(t, TRANSFORM_UPPER);
+	ck_assert_int_eq(parse_transform("UPPER", &t), -EINVAL);
+	ck_assert_int_eq(parse_transform("lower", &t), -EINVAL);
+	ck_assert_int_eq(parse_log_level("err", &l), 0);
+	ck_assert_int_eq(l, LOG_LEVEL_ERR);
+	ck_assert_int_eq(parse_log_level("debug", &l), 0);
+	ck_assert_int_eq(l, LOG_LEVEL_DEBUG);
+	ck_assert_int_eq(parse_log_level("error", &l), -EINVAL);
+	ck_assert_str_eq(log_level_name(LOG_LEVEL_NOTICE), "notice");
+	ck_assert_str_eq(transform_name(TRANSFORM_UPPER), "upper");
+}
+END_TEST
+
+START_TEST(formats_round_trip)
+{
+	char buf[32];
+	format_size(16384, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "16K");
+	format_size(64u << 20, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "64M");
+	format_size(100, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "100");
+	format_duration_ms(0, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0");
+	format_duration_ms(5000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "5s");
+	format_duration_ms(250, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "250ms");
+	format_duration_ms(120000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2min");
+}
+END_TEST
+
+/* ---- the table ---- */
+
+START_TEST(defaults_match_contract)
+{
+	struct config c;
+	config_defaults(&c);
+	ck_assert_uint_eq(c.n_listen, 1);
+	ck_assert_str_eq(c.listen[0], "[::]:7");
+	ck_assert_uint_eq(c.backlog, 4096);
+	ck_assert_uint_eq(c.buffer_size, 16384);
+	ck_assert_uint_eq(c.max_connections, 0);
+	ck_assert_uint_eq(c.idle_timeout_ms, 0);
+	ck_assert_uint_eq(c.shutdown_timeout_ms, 5000);
+	ck_assert_uint_eq(c.transform, TRANSFORM_NONE);
+	ck_assert_uint_eq(c.reuse_port, 0);
+	ck_assert_uint_eq(c.log_level, LOG_LEVEL_INFO);
+}
+END_TEST
+
+START_TEST(every_knob_has_a_default_and_doc)
+{
+	for (size_t i = 0; i < config_n_knobs; i++) {
+		ck_assert_ptr_nonnull(config_knobs[i].def);
+		ck_assert_ptr_nonnull(config_knobs[i].doc);
+		ck_assert_ptr_eq(config_find_knob(config_knobs[i].name), &config_knobs[i]);
+	}
+	ck_assert_ptr_null(config_find_knob("nope"));
+}
+END_TEST
+
+START_TEST(set_messages)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	config_defaults(&c);
+	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "0", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "value out of range for 'backlog': '0' (expected a whole number from 1 to 65535)");
+	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "ten", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'backlog': 'ten' (expected a whole number from 1 to 65535)");
+	ck_assert_int_eq(config_set(&c, config_find_knob("buffer_size"), "1G", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'buffer_size': '1G' (expected a size in bytes, optionally with suffix K or M, from 64 to 64M)");
+	ck_assert_int_eq(config_set(&c, config_find_knob("reuse_port"), "maybe", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'reuse_port': 'maybe' (expected yes, no, true, false, on, off, 1 or 0)");
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "1.2.3:7", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'listen': invalid IPv4 address '1.2.3' (host names are not resolved)");
+	ck_assert_uint_eq(c.backlog, 4096);
+}
+END_TEST
+
+START_TEST(listen_limit)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	config_defaults(&c);
+	c.n_listen = 0;
+	for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
+		ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "7", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "7", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "too many 'listen' addresses (at most 64)");
+}
+END_TEST
+
+/* ---- the file ---- */
+
+static char path[64];
+
+static void write_file(const char *text)
+{
+	strcpy(path, "/tmp/echod-test-XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static int load(const char *text, struct config *c, char *err)
+{
+	write_file(text);
+	config_defaults(c);
+	int r = config_load_file(c, path, false, err, CONFIG_ERROR_MAX);
+	unlink(path);
+	return r;
+}
+
+static void expect_error(const char *text, unsigned line, const char *msg)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load(text, &c, err), -1);
+	snprintf(want, sizeof(want), "%s:%u: %s", path, line, msg);
+	ck_assert_str_eq(err, want);
+	/* A bad file leaves the configuration untouched. */
+	ck_assert_uint_eq(c.backlog, 4096);
+	ck_assert_str_eq(c.listen[0], "[::]:7");
+}
+
+START_TEST(file_full)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load("# comment\n"
+			      "; also a comment\n"
+			      "\n"
+			      "   listen   =   127.0.0.1:7007   \n"
+			      "listen = [::1]:7007\n"
+			      "listen=udp:127.0.0.1:7007\n"
+			      "listen = unix:/run/echod.sock\n"
+			      "backlog = 128\n"
+			      "buffer_size = 1M\n"
+			      "max_connections = 1000\n"
+			      "idle_timeout = 30s\n"
+			      "shutdown_timeout = 250ms\n"
+			      "transform = upper\n"
+			      "reuse_port = yes\n"
+			      "log_level = debug\n",
+			      &c, err), 0);
+	ck_assert_uint_eq(c.n_listen, 4);
+	ck_assert_str_eq(c.listen[0], "127.0.0.1:7007");
+	ck_assert_str_eq(c.listen[3], "unix:/run/echod.sock");
+	ck_assert_uint_eq(c.backlog, 128);
+	ck_assert_uint_eq(c.buffer_size, 1u << 20);
+	ck_assert_uint_eq(c.max_connections, 1000);
+	ck_assert_uint_eq(c.idle_timeout_ms, 30000);
+	ck_assert_uint_eq(c.shutdown_timeout_ms, 250);
+	ck_assert_uint_eq(c.transform, TRANSFORM_UPPER);
+	ck_assert_uint_eq(c.reuse_port, 1);
+	ck_assert_uint_eq(c.log_level, LOG_LEVEL_DEBUG);
+}
+END_TEST
+
+START_TEST(file_no_trailing_newline_and_crlf)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load("backlog = 10\r\nbuffer_size = 64", &c, err), 0);
+	ck_assert_uint_eq(c.backlog, 10);
+	ck_assert_uint_eq(c.buffer_size, 64);
+}
+END_TEST
+
+START_TEST(file_errors)
+{
+	expect_error("bogus = 1\n", 1, "unknown key 'bogus'");
+	expect_error("\n# x\nbacklog = 1\nbacklog = 2\n", 4, "'backlog' is already set on line 3");
+	expect_error("backlog\n", 1, "expected 'key = value', got 'backlog'");
+	expect_error(" = 4\n", 1, "missing key before '='");
+	expect_error("backlog =\n", 1, "missing value for 'backlog'");
+	expect_error("backlog = 70000\n", 1,
+		     "value out of range for 'backlog': '70000' (expected a whole number from 1 to 65535)");
+	expect_error("idle_timeout = 5h\n", 1,
+		     "invalid value for 'idle_timeout': '5h' (expected seconds, or a number with suffix ms, s or min, from 0 to 43200min)");
+	expect_error("transform = lower\n", 1,
+		     "invalid value for 'transform': 'lower' (expected none or upper)");
+	expect_error("log_level = loud\n", 1,
+		     "invalid value for 'log_level': 'loud' (expected err, warning, notice, info or debug)");
+	expect_error("listen = 127.0.0.1:7\nlisten = 127.0.0.1:99999\n", 2,
+		     "invalid value for 'listen': invalid port '99999' (expected 0 to 65535)");
+	expect_error("backlog = 10 # inline comments are not comments\n", 1,
+		     "invalid value for 'backlog': '10 # inline comments are not comments' (expected a whole number from 1 to 65535)");
+}
+END_TEST
+
+START_TEST(file_missing)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	config_defaults(&c);
+	ck_assert_int_eq(config_load_file(&c, "/nonexistent/echod.conf", true, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_load_file(&c, "/nonexistent/echod.conf", false, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "/nonexistent/echod.conf: cannot open: No such file or directory");
+	ck_assert_int_eq(config_load_file(&c, "/", false, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "/: cannot read: Is a directory");
+}
+END_TEST
+
+START_TEST(print_every_key)
+{
+	struct config c;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	config_defaults(&c);
+	config_print(&c, f);
+	fclose(f);
+	ck_assert_str_eq(text, "listen = [::]:7\n"
+			       "backlog = 4096\n"
+			       "buffer_size = 16K\n"
+			       "max_connections = 0\n"
+			       "idle_timeout = 0\n"
+			       "shutdown_timeout = 5s\n"
+			       "transform = none\n"
+			       "reuse_port = no\n"
+			       "log_level = info\n");
+	free(text);
+}
+END_TEST
+
+START_TEST(printed_config_parses_back)
+{
+	struct config a, b;
+	char err[CONFIG_ERROR_MAX];
+	char *text = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(load("listen = 1\nlisten = unix:@x\nbuffer_size = 65\nidle_timeout = 1500ms\nreuse_port = on\n",
+			      &a, err), 0);
+	FILE *f = open_memstream(&text, &len);
+	config_print(&a, f);
+	fclose(f);
+	ck_assert_int_eq(load(text, &b, err), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+	free(text);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *t = tcase_create("parsers");
+	tcase_add_test(t, uint_accepts_bounds);
+	tcase_add_test(t, uint_rejects);
+	tcase_add_test(t, size_units);
+	tcase_add_test(t, duration_units);
+	tcase_add_test(t, booleans);
+	tcase_add_test(t, enums);
+	tcase_add_test(t, formats_round_trip);
+	suite_add_tcase(s, t);
+	t = tcase_create("table");
+	tcase_add_test(t, defaults_match_contract);
+	tcase_add_test(t, every_knob_has_a_default_and_doc);
+	tcase_add_test(t, set_messages);
+	tcase_add_test(t, listen_limit);
+	suite_add_tcase(s, t);
+	t = tcase_create("file");
+	tcase_add_test(t, file_full);
+	tcase_add_test(t, file_no_trailing_newline_and_crlf);
+	tcase_add_test(t, file_errors);
+	tcase_add_test(t, file_missing);
+	tcase_add_test(t, print_every_key);
+	tcase_add_test(t, printed_config_parses_back);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+CHECK_MAIN(suite)
