@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Socket activation: echod serves exactly the sockets it is passed
+(LISTEN_FDS, LISTEN_PID), stream ones as TCP or Unix echo, datagram ones as
+UDP echo, ignores its 'listen' addresses, and refuses with exit 1 a passed
+fd it cannot serve, naming that fd.
+
+Usage: test_activation.py CASE
+The first cases start echod with systemd-socket-activate, the tool systemd
+ships for this; the others pass fds themselves, as the service manager does.
+"""
+
+import os
+import re
+import socket
+
+import sdtest
+from sdtest import check, fail
+
+USING_RX = r"using (\d+) socket\(s\) passed by the service manager; ignoring 'listen'"
+
+
+def own_listen_decoy():
+    """A 'listen' address echod must ignore once it is passed sockets."""
+    return os.path.join(sdtest.tmpdir(), "must-not-exist.sock")
+
+
+def check_ignored_listen(proc, decoy, n_sockets):
+    m = proc.wait_stderr(USING_RX)[0]
+    check(int(m.group(1)) == n_sockets, "echod says it was passed %s socket(s), not %d"
+          % (m.group(1), n_sockets))
+    check(not os.path.exists(decoy), "echod opened its own 'listen' address %s "
+          "although it was passed sockets" % decoy)
+
+
+def listeners(proc, count):
+    """The (address, kind) of the first count 'listening on' lines."""
+    found = proc.wait_stderr(sdtest.LISTENING_RX, count=count)
+    return sorted((m.group(1), m.group(2)) for m in found)
+
+
+def activate(listen_args, datagram, echod_args, trigger):
+    """Runs echod under systemd-socket-activate on free loopback ports;
+    trigger(port) makes the first contact, which execs echod. Retries when
+    another process took the port in between."""
+    tool = sdtest.need_tool("systemd-socket-activate")
+    hosts = [h for h, _ in listen_args]
+    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
+    for _ in range(5):
+        port = sdtest.free_port(hosts, kind)
+        argv = [tool] + (["--datagram"] if datagram else [])
+        for host, fmt in listen_args:
+            argv += ["-l", fmt % port]
+        argv += [sdtest.echod_path(), "-c", sdtest.write_config(""), "--log-level=info"]
+        argv += list(echod_args)
+        proc = sdtest.spawn(argv, what="systemd-socket-activate + echod")
+        proc.wait_stderr(r"Listening on .* as \d+\.|Failed|already in use",
+                         count=len(listen_args), eof_ok=True)
+        text = proc.stderr_text()
+        if "Failed" in text or "already in use" in text:
+            proc.kill()
+            print("systemd-socket-activate: %s; trying another port" % text.strip())
+            continue
+        trigger(port)
+        return proc, port
+    fail("systemd-socket-activate could not bind a free port 5 times")
+
+
+def case_tcp():
+    decoy = own_listen_decoy()
+    data = sdtest.payload(1 << 20)
+    got = {}
+
+    def first_client(port):
+        # This connection wakes the activator, which execs echod.
+        got["first"] = sdtest.tcp_echo(("127.0.0.1", port), data)
+
+    proc, port = activate([("127.0.0.1", "127.0.0.1:%d")], False,
+                          ["-l", "unix:" + decoy], first_client)
+    check(got["first"] == data, "the first client (the one that activated echod) "
+          "got %d bytes back, not the %d it sent" % (len(got["first"]), len(data)))
+    check_ignored_listen(proc, decoy, 1)
+    check(listeners(proc, 1) == [("127.0.0.1:%d" % port, "tcp")],
+          "echod does not log 'listening on 127.0.0.1:%d (tcp)'" % port)
+    for i in range(3):
+        sdtest.check_tcp_echo(("127.0.0.1", port), sdtest.payload(100000, seed=i + 2))
+    sdtest.stop_echod(proc)
+    check(len(proc.wait_stderr(sdtest.LISTENING_RX, count=1)) == 1,
+          "echod listens on more than the one socket it was passed:\n" + proc.stderr_text())
+
+
+def case_tcp_dual():
+    if not sdtest.have_ipv6_loopback():
+        sdtest.skip("no IPv6 loopback address ::1")
+    decoy = own_listen_decoy()
+    proc, port = activate([("127.0.0.1", "127.0.0.1:%d"), ("::1", "[::1]:%d")], False,
+                          ["-l", "unix:" + decoy],
+                          lambda port: sdtest.check_tcp_echo(("::1", port)))
+    check_ignored_listen(proc, decoy, 2)
+    want = sorted([("127.0.0.1:%d" % port, "tcp"), ("[::1]:%d" % port, "tcp")])
+    check(listeners(proc, 2) == want, "echod's listeners are %s, expected %s"
+          % (listeners(proc, 2), want))
+    sdtest.check_tcp_echo(("127.0.0.1", port))
+    sdtest.check_tcp_echo(("::1", port))
+    sdtest.check_tcp_echo(("127.0.0.1", port), b"\x00" * 5000)
+    sdtest.stop_echod(proc)
+
+
+def case_datagram():
+    decoy = own_listen_decoy()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    first = b"first datagram \x00\xff"
+
+    def first_datagram(port):
+        # Queued in the socket until echod runs; echod must answer it.
+        client.sendto(first, ("127.0.0.1", port))
+
+    proc, port = activate([("127.0.0.1", "127.0.0.1:%d")], True,
+                          ["-l", "unix:" + decoy], first_datagram)
+    check_ignored_listen(proc, decoy, 1)
+    check(listeners(proc, 1) == [("127.0.0.1:%d" % port, "udp")],
+          "echod does not log 'listening on 127.0.0.1:%d (udp)'" % port)
+    # The first datagram's echo, then more, each from the same client socket.
+    client.settimeout(sdtest.TIMEOUT)
+    try:
+        data, src = client.recvfrom(65536)
+    except socket.timeout:
+        fail("no echo of the datagram that activated echod")
+    check(data == first, "the activating datagram came back as %r, not %r" % (data, first))
+    for i in range(3):
+        sdtest.check_udp_echo(("127.0.0.1", port), b"datagram %d \x00 \xc3\x28" % i, sock=client)
+    client.close()
+    sdtest.stop_echod(proc)
+
+
+# ---- fds passed by hand, as the service manager does ----
+
+def case_mixed():
+    """IPv4 and IPv6 TCP, UDP and a Unix stream socket at once."""
+    socks = [sdtest.listening_socket("127.0.0.1")]
+    if sdtest.have_ipv6_loopback():
+        socks.append(sdtest.listening_socket("::1"))
+    socks.append(sdtest.listening_socket("127.0.0.1", socket.SOCK_DGRAM))
+    path = os.path.join(sdtest.tmpdir(), "echo.sock")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(path)
+    unix.listen(16)
+    socks.append(unix)
+    decoy = own_listen_decoy()
+    proc = sdtest.start_echod(["-l", "unix:" + decoy], fds=socks)
+    check_ignored_listen(proc, decoy, len(socks))
+    found = listeners(proc, len(socks))
+    kinds = sorted(k for _, k in found)
+    want = sorted(["tcp"] * (len(socks) - 2) + ["udp", "unix"])
+    check(kinds == want, "echod's listeners are %s; expected kinds %s" % (found, want))
+    proc.wait_stderr(r"echod: ready$")
+    for s in socks:
+        if s.family == socket.AF_UNIX:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(sdtest.TIMEOUT)
+                c.connect(path)
+                c.sendall(b"unix \x00 echo")
+                c.shutdown(socket.SHUT_WR)
+                got = b""
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                check(got == b"unix \x00 echo", "Unix socket echoed %r" % got)
+        elif s.type == socket.SOCK_DGRAM:
+            sdtest.check_udp_echo(s.getsockname()[:2])
+        else:
+            sdtest.check_tcp_echo(s.getsockname()[:2])
+    sdtest.stop_echod(proc)
+
+
+def refused(fds, bad_fd, what):
+    decoy = own_listen_decoy()
+    proc = sdtest.start_echod(["-l", "unix:" + decoy], fds=fds)
+    code = proc.wait()
+    err = proc.stderr_text()
+    check(code == 1, "echod passed %s as fd %d exited %s, not 1; stderr:\n%s"
+          % (what, bad_fd, code, err))
+    lines = [l for l in err.splitlines() if l.startswith("echod: ")]
+    named = [l for l in lines if re.search(r"(?<![\w.:/\[-])%d(?![\w.:/\]-])" % bad_fd, l)]
+    check(named, "no error line names fd %d (%s); stderr:\n%s" % (bad_fd, what, err))
+    check(not os.path.exists(decoy), "echod opened its own 'listen' address")
+    check(not re.search(r"echod: ready$", err, re.M), "echod said ready although it refused fd %d"
+          % bad_fd)
+    print("refused: " + named[0])
+
+
+def case_pipe():
+    r, w = os.pipe()
+    refused([r], 3, "the read end of a pipe")
+
+
+def case_file():
+    path = sdtest.write_config("not a socket\n", "regular-file")
+    fd = os.open(path, os.O_RDONLY)
+    refused([fd], 3, "a regular file")
+
+
+def case_not_listening():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    refused([s], 3, "a bound TCP socket that does not listen")
+
+
+def case_second_bad():
+    good = sdtest.listening_socket("127.0.0.1")
+    r, w = os.pipe()
+    refused([good, r], 4, "a pipe after a good listening socket")
+
+
+def case_pid_mismatch():
+    """LISTEN_FDS meant for another process (LISTEN_PID differs): echod
+    must not take fd 3, and listens on its own address."""
+    s = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod(["-l", "127.0.0.1:0"], fds=[s], listen_pid=False,
+                              env={"LISTEN_PID": str(os.getpid())})
+    found = proc.wait_stderr(sdtest.LISTENING_RX)
+    proc.wait_stderr(r"echod: ready$")
+    addr = sdtest.parse_addr(found[0].group(1))
+    check(addr != s.getsockname(), "echod took a socket whose LISTEN_PID was another process's")
+    check(not re.search(USING_RX, proc.stderr_text()),
+          "echod used passed sockets whose LISTEN_PID was another process's")
+    sdtest.check_tcp_echo(addr)
+    sdtest.stop_echod(proc)
+
+
+if __name__ == "__main__":
+    sdtest.run_cases({
+        "tcp": case_tcp,
+        "tcp-dual": case_tcp_dual,
+        "datagram": case_datagram,
+        "mixed": case_mixed,
+        "pipe": case_pipe,
+        "file": case_file,
+        "not-listening": case_not_listening,
+        "second-bad": case_second_bad,
+        "pid-mismatch": case_pid_mismatch,
+    })
