@@ -52,6 +52,18 @@ def echod_path():
     return path
 
 
+def need_systemd_build():
+    """Socket activation and notifications need echod built with libsystemd."""
+    if os.environ.get("ECHOD_HAVE_SYSTEMD", "1") != "1":
+        skip("echod was built without libsystemd (-Dsystemd=disabled or libsystemd-dev missing)")
+
+
+def needs_systemd(case):
+    """Marks a case that skips when echod lacks libsystemd."""
+    case.needs_systemd = True
+    return case
+
+
 def need_tool(name):
     path = shutil.which(name)
     if not path:
@@ -64,7 +76,10 @@ def run_cases(cases):
     if len(sys.argv) < 2 or sys.argv[1] not in cases:
         fail("usage: %s CASE [ARG]... with CASE one of: %s"
              % (sys.argv[0], ", ".join(sorted(cases))))
-    cases[sys.argv[1]](*sys.argv[2:])
+    case = cases[sys.argv[1]]
+    if getattr(case, "needs_systemd", False):
+        need_systemd_build()
+    case(*sys.argv[2:])
     print("PASS: " + sys.argv[1])
 
 

@@ -65,6 +65,7 @@ def activate(listen_args, datagram, echod_args, trigger):
     fail("systemd-socket-activate could not bind a free port 5 times")
 
 
+@sdtest.needs_systemd
 def case_tcp():
     decoy = own_listen_decoy()
     data = sdtest.payload(1 << 20)
@@ -88,6 +89,7 @@ def case_tcp():
           "echod listens on more than the one socket it was passed:\n" + proc.stderr_text())
 
 
+@sdtest.needs_systemd
 def case_tcp_dual():
     if not sdtest.have_ipv6_loopback():
         sdtest.skip("no IPv6 loopback address ::1")
@@ -105,6 +107,7 @@ def case_tcp_dual():
     sdtest.stop_echod(proc)
 
 
+@sdtest.needs_systemd
 def case_datagram():
     decoy = own_listen_decoy()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -134,6 +137,7 @@ def case_datagram():
 
 # ---- fds passed by hand, as the service manager does ----
 
+@sdtest.needs_systemd
 def case_mixed():
     """IPv4 and IPv6 TCP, UDP and a Unix stream socket at once."""
     socks = [sdtest.listening_socket("127.0.0.1")]
@@ -190,29 +194,34 @@ def refused(fds, bad_fd, what):
     print("refused: " + named[0])
 
 
+@sdtest.needs_systemd
 def case_pipe():
     r, w = os.pipe()
     refused([r], 3, "the read end of a pipe")
 
 
+@sdtest.needs_systemd
 def case_file():
     path = sdtest.write_config("not a socket\n", "regular-file")
     fd = os.open(path, os.O_RDONLY)
     refused([fd], 3, "a regular file")
 
 
+@sdtest.needs_systemd
 def case_not_listening():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     refused([s], 3, "a bound TCP socket that does not listen")
 
 
+@sdtest.needs_systemd
 def case_second_bad():
     good = sdtest.listening_socket("127.0.0.1")
     r, w = os.pipe()
     refused([good, r], 4, "a pipe after a good listening socket")
 
 
+@sdtest.needs_systemd
 def case_pid_mismatch():
     """LISTEN_FDS meant for another process (LISTEN_PID differs): echod
     must not take fd 3, and listens on its own address."""

@@ -68,6 +68,7 @@ def finish(notify, proc):
     return stop_i
 
 
+@sdtest.needs_systemd
 def case_ready():
     """READY=1 once every passed socket is in the loop: a client that
     connects right after it is served."""
@@ -92,6 +93,7 @@ def case_ready():
           "WATCHDOG=1 sent although WATCHDOG_USEC was not set")
 
 
+@sdtest.needs_systemd
 def case_ready_own():
     """The same when echod opens its listener itself (-l 127.0.0.1:0)."""
     notify = sdtest.Notify()
@@ -103,6 +105,7 @@ def case_ready_own():
     finish(notify, proc)
 
 
+@sdtest.needs_systemd
 def case_status():
     """STATUS= tells, in words, the open connections, those served and the
     bytes echoed, and follows them."""
@@ -140,6 +143,7 @@ def case_status():
     finish(notify, proc)
 
 
+@sdtest.needs_systemd
 def case_stop():
     """SIGTERM: STOPPING=1 after READY=1, then exit 0."""
     notify = sdtest.Notify()
@@ -151,6 +155,7 @@ def case_stop():
     proc.wait_stderr(r"echod: shutting down \(\d+ connections? open\)")
 
 
+@sdtest.needs_systemd
 def case_stop_sigint():
     notify = sdtest.Notify()
     proc, _ = start(notify)
@@ -182,6 +187,7 @@ def reload_round(notify, proc):
     return rel_i, ready_i
 
 
+@sdtest.needs_systemd
 def case_reload():
     """SIGHUP with a good new file: RELOADING=1 then READY=1, and new
     connections get the new settings."""
@@ -201,6 +207,7 @@ def case_reload():
     finish(notify, proc)
 
 
+@sdtest.needs_systemd
 def case_reload_bad():
     """SIGHUP with a bad file: RELOADING=1 then READY=1 all the same, the
     error logged, echod still serving with the old settings."""
@@ -217,6 +224,23 @@ def case_reload_bad():
     finish(notify, proc)
 
 
+@sdtest.needs_systemd
+def case_reload_cli():
+    """Options on the command line keep their precedence over the file
+    after a reload."""
+    notify = sdtest.Notify()
+    proc, addr = start(notify, args=["--transform=upper"], config="transform = none\n")
+    notify.wait_for(r"READY=1", proc=proc)
+    check(sdtest.tcp_echo(addr, b"abc") == b"ABC", "--transform=upper was not applied")
+    sdtest.write_config("transform = none\nbuffer_size = 1K\n")
+    reload_round(notify, proc)
+    proc.wait_stderr(r"echod: configuration reloaded from \S+")
+    got = sdtest.tcp_echo(addr, b"abc")
+    check(got == b"ABC", "after a reload the file's transform = none overrode "
+          "--transform=upper: echoed %r" % got)
+    finish(notify, proc)
+
+
 def watchdog(watchdog_pid):
     notify = sdtest.Notify()
     proc, addr = start(notify, env={"WATCHDOG_USEC": "200000"}, watchdog_pid=watchdog_pid)
@@ -229,11 +253,13 @@ def watchdog(watchdog_pid):
     check(len(indexes(notify, r"WATCHDOG=1")) >= 4, "fewer than 4 WATCHDOG=1")
 
 
+@sdtest.needs_systemd
 def case_watchdog():
     """WATCHDOG_USEC=200000 without WATCHDOG_PID: repeated WATCHDOG=1."""
     watchdog(False)
 
 
+@sdtest.needs_systemd
 def case_watchdog_pid():
     """WATCHDOG_USEC=200000 with WATCHDOG_PID naming echod: the same."""
     watchdog(True)
@@ -269,6 +295,7 @@ if __name__ == "__main__":
         "stop-sigint": case_stop_sigint,
         "reload": case_reload,
         "reload-bad": case_reload_bad,
+        "reload-cli": case_reload_cli,
         "watchdog": case_watchdog,
         "watchdog-pid": case_watchdog_pid,
         "journal": case_journal,
