@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include "bufpool.h"
 #include "config.h"
 #include "log.h"
+#include "pipepool.h"
 #include "util.h"
 
 /* Reads per wakeup before a connection yields to the others (libuv uses
@@ -19,6 +21,8 @@
 #define SCRATCH_SIZE (64 * 1024)
 /* Free buffers kept for reuse: enough for bursts, small when idle. */
 #define POOL_MAX_FREE 64
+/* Free pipes kept for reuse (two fds each). */
+#define PIPES_MAX_FREE 16
 
 
 enum {
@@ -32,7 +36,10 @@ enum {
 struct conn {
 	struct io io;
 	struct timer idle;
-	struct buf *out; /* unsent bytes; NULL whenever nothing is pending */
+	/* Unsent bytes, in a buffer or (bulk data) in a pipe; both NULL
+	 * whenever nothing is pending, and never both set. */
+	struct buf *out;
+	struct pipe_pair *pipe;
 	struct policy *policy;
 	uint64_t last_active;
 	int fd;
@@ -45,6 +52,7 @@ static struct {
 	size_t n_conns;
 	size_t hwm; /* highest fd used + 1 */
 	struct bufpool pool;
+	struct pipepool pipes;
 	char *scratch;
 	struct policy *policy;
 	struct stats *stats;
@@ -100,6 +108,7 @@ int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, voi
 	}
 	T.n_conns = fd_limit;
 	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE);
+	pipepool_init(&T.pipes, PIPES_MAX_FREE);
 	return 0;
 }
 
@@ -109,6 +118,7 @@ void conn_table_free(void)
 	free(T.conns);
 	free(T.scratch);
 	bufpool_clear(&T.pool);
+	pipepool_clear(&T.pipes);
 	policy_unref(T.policy);
 	memset(&T, 0, sizeof(T));
 }
@@ -128,6 +138,8 @@ static void conn_close(struct conn *c, const char *why)
 	loop_timer_stop(T.loop, &c->idle);
 	if (c->out)
 		bufpool_put(&T.pool, c->out);
+	if (c->pipe)
+		pipepool_put(&T.pipes, c->pipe);
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
 	close(c->fd);
 	policy_unref(c->policy);
@@ -176,19 +188,43 @@ int conn_open(int fd)
 	return 0;
 }
 
+static bool pending(const struct conn *c)
+{
+	return c->out || c->pipe;
+}
+
+static void sent(struct conn *c, ssize_t w)
+{
+	T.stats->bytes += (uint64_t)w;
+	c->last_active = T.loop->now_ms;
+}
+
 /* Writes what is pending. The kernel takes less only when its buffer is
  * full, and then an EPOLLOUT edge follows: one write is enough. */
 static int flush(struct conn *c)
 {
-	struct buf *b = c->out;
-	ssize_t w = write(c->fd, b->data + b->off, b->len);
+	ssize_t w;
 
+	if (c->pipe) {
+		struct pipe_pair *p = c->pipe;
+		w = splice(p->r, NULL, c->fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (w < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		sent(c, w);
+		p->len -= (uint32_t)w;
+		if (p->len == 0) {
+			pipepool_put(&T.pipes, p);
+			c->pipe = NULL;
+		}
+		return 0;
+	}
+	struct buf *b = c->out;
+	w = write(c->fd, b->data + b->off, b->len);
 	if (w < 0)
 		return errno == EAGAIN ? 0 : -errno;
+	sent(c, w);
 	b->off += (uint32_t)w;
 	b->len -= (uint32_t)w;
-	T.stats->bytes += (uint64_t)w;
-	c->last_active = T.loop->now_ms;
 	if (b->len == 0) {
 		bufpool_put(&T.pool, b);
 		c->out = NULL;
@@ -217,6 +253,50 @@ static int echo(struct conn *c, const char *data, size_t n)
 	return 0;
 }
 
+/* Bulk data: socket -> pipe -> socket with splice(2), never copied
+ * through user space. Ends when the socket is drained (a short splice does
+ * not prove that, so this path reads until EAGAIN), when the client stops
+ * reading (the pipe keeps the unsent bytes: at most buffer_size), or when
+ * the budget is spent. */
+static int pump_splice(struct conn *c, int budget)
+{
+	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
+
+	for (; budget > 0; budget--) {
+		struct pipe_pair *p = pipepool_get(&T.pipes);
+		ssize_t n;
+		int r;
+
+		if (!p)
+			return 1; /* no pipe to be had: copy instead */
+		c->pipe = p;
+		n = splice(c->fd, NULL, p->w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n <= 0) {
+			int e = errno;
+			pipepool_put(&T.pipes, p);
+			c->pipe = NULL;
+			c->flags &= (uint8_t)~C_BLOCKED;
+			if (n == 0) {
+				c->flags |= C_EOF;
+				return 0;
+			}
+			return e == EAGAIN ? 0 : -e;
+		}
+		c->last_active = T.loop->now_ms;
+		p->len = (uint32_t)n;
+		r = flush(c);
+		if (r < 0)
+			return r;
+		if (c->pipe) {
+			/* The client is not keeping up: wait for EPOLLOUT. */
+			c->flags |= C_BLOCKED;
+			return 0;
+		}
+	}
+	loop_defer(T.loop, &c->io);
+	return 0;
+}
+
 /* Reads and echoes until the socket is drained, the buffer is full, or
  * the budget is spent. */
 static int pump(struct conn *c)
@@ -227,6 +307,12 @@ static int pump(struct conn *c)
 		char *dst;
 		ssize_t n;
 
+		if (c->pipe) {
+			/* Bytes wait in the pipe: new ones must queue behind
+			 * them, and they leave only through flush(). */
+			c->flags |= C_BLOCKED;
+			return 0;
+		}
 		if (b) {
 			/* The kernel's send buffer is full: collect into ours,
 			 * up to buffer_size, and stop there (backpressure). */
@@ -268,6 +354,13 @@ static int pump(struct conn *c)
 				c->flags |= C_EOF;
 			return 0;
 		}
+		/* A full read: bulk data is flowing. Unless it must be
+		 * transformed, move the rest without copying it. */
+		if (!c->out && c->policy->transform == TRANSFORM_NONE) {
+			int r = pump_splice(c, budget - 1);
+			if (r <= 0)
+				return r;
+		}
 	}
 	loop_defer(T.loop, &c->io);
 	return 0;
@@ -280,7 +373,7 @@ static void conn_io(struct io *io, uint32_t events)
 
 	if (events & EPOLLRDHUP)
 		c->flags |= C_RDHUP;
-	if (c->out) {
+	if (pending(c)) {
 		r = flush(c);
 		if (r < 0) {
 			conn_close(c, strerror(-r));
@@ -291,7 +384,7 @@ static void conn_io(struct io *io, uint32_t events)
 	 * stopped reading and the flush has made room. */
 	if (!(c->flags & C_EOF) &&
 	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
-	     ((c->flags & C_BLOCKED) && (!c->out || c->out->len < c->out->cap)))) {
+	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->out->cap)))) {
 		r = pump(c);
 		if (r < 0) {
 			conn_close(c, strerror(-r));
@@ -300,7 +393,7 @@ static void conn_io(struct io *io, uint32_t events)
 	}
 	if (c->flags & C_DRAIN)
 		c->flags |= C_EOF;
-	if ((c->flags & C_EOF) && !c->out)
+	if ((c->flags & C_EOF) && !pending(c))
 		conn_close(c, (c->flags & C_DRAIN) ? "shutting down" : "end of input");
 }
 
