@@ -224,18 +224,19 @@ def ensure_tree(cache):
         logpath = tmp + '.log'
         try:
             with open(logpath, 'wb') as out:
+                # debootstrap and all its children hold the lock: if this
+                # script is killed, the next run waits for them to end.
+                set_child_subreaper(True)
                 p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, pass_fds=(lock.fileno(),))
                 try:
                     rc = p.wait(timeout=600)
                 except BaseException:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                    # debootstrap's children outlive a killed debootstrap.
+                    kill_descendants()
                     raise
+                finally:
+                    set_child_subreaper(False)
             if rc != 0:
                 tail = open(logpath, errors='replace').read()[-3000:]
                 raise Failure('debootstrap failed (exit %d):\n%s' % (rc, tail))
@@ -252,6 +253,50 @@ def ensure_tree(cache):
         return final, True
     finally:
         lock.close()
+
+
+def set_child_subreaper(on):
+    """Orphaned descendants become our children (so they can be found)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1 if on else 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def descendants(root):
+    children = {}
+    for st in glob.glob('/proc/[0-9]*/stat'):
+        try:
+            with open(st) as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(st.split('/')[2]))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_descendants():
+    """SIGKILL every process below this one and reap them."""
+    for _ in range(100):
+        pids = descendants(os.getpid())
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not pids:
+            return
+        time.sleep(0.1)
 
 
 def try_lock(f):
@@ -398,9 +443,15 @@ class E2E:
         self.leader = None
         self.clients = []
         self.results = []
-        self.nspawn_dir_existed = os.path.isdir('/run/systemd/nspawn')
+        # Directories nspawn makes on the host for its own bookkeeping.
+        self.host_dirs = [d for d in ('/run/systemd/nspawn/propagate',
+                                      '/run/systemd/nspawn/locks',
+                                      '/run/systemd/nspawn', '/run/systemd')
+                          if not os.path.isdir(d)]
         self.tree = None
         self.tree_time = 0
+        self.tree_made = False
+        self.console = None
 
     # -- preconditions -----------------------------------------------------
 
@@ -434,9 +485,14 @@ class E2E:
 
     def setup(self):
         t0 = time.monotonic()
-        self.tree, made = ensure_tree(self.cache)
+        self.tree, self.tree_made = ensure_tree(self.cache)
         self.tree_time = time.monotonic() - t0
-        self.workdir = tempfile.mkdtemp(prefix='run.', dir=os.path.dirname(self.tree))
+        cache = os.path.dirname(self.tree)
+        for stale in glob.glob(os.path.join(cache, 'run.*.*')):
+            # Left by a run that was killed: its pid is in the name.
+            if not os.path.exists('/proc/%s' % stale.split('.')[-2]):
+                remove_tree(stale)
+        self.workdir = tempfile.mkdtemp(prefix='run.%d.' % os.getpid(), dir=cache)
         os.chmod(self.workdir, 0o755)
         self.installed_from, staging = stage(self.build_root, self.source_root, self.workdir)
         files = staged_files(staging)
@@ -532,6 +588,8 @@ class E2E:
         self.record('container-boot', True, detail)
 
     def console_text(self):
+        if not self.console:
+            return ''
         try:
             return open(self.console, errors='replace').read()[-5000:]
         except OSError:
@@ -633,12 +691,23 @@ class E2E:
         v = self.show('echod.service', 'ActiveState', 'FragmentPath')
         if v.get('ActiveState') != 'inactive':
             raise Failure('echod.service is %s before any client' % v.get('ActiveState'))
-        for unit, frag in ((u, d.get('FragmentPath')) for u, d in
-                           (('echod.socket', s), ('echod.service', v))):
-            if os.path.realpath(frag or '/-') not in (self.units[unit],) and \
-                    frag not in [d + '/' + unit for d in UNIT_DIRS]:
-                raise Failure('%s was loaded from %r, not from the installed unit' % (unit, frag))
-        return 'socket active on %s; service inactive; units from %s' % (
+        for unit, frag in (('echod.socket', s.get('FragmentPath')),
+                           ('echod.service', v.get('FragmentPath'))):
+            if frag not in [d + '/' + unit for d in UNIT_DIRS]:
+                raise Failure('%s was loaded from %r, not from the unit directory'
+                              % (unit, frag))
+            inside = self.cexec('cat', frag).stdout
+            with open(self.staged[self.units[unit]], 'rb') as f:
+                if f.read() != inside:
+                    raise Failure('%s in the container differs from the installed one' % frag)
+        exe = self.show('echod.service', 'ExecStart').get('ExecStart', '')
+        if not re.search(r'\bpath=/usr/bin/echod ', exe):
+            raise Failure('echod.service runs %r, not /usr/bin/echod' % exe)
+        inside = text(self.cexec('sha256sum', '/usr/bin/echod').stdout).split()[0]
+        with open(self.staged['/usr/bin/echod'], 'rb') as f:
+            if hashlib.sha256(f.read()).hexdigest() != inside:
+                raise Failure('/usr/bin/echod in the container differs from the installed one')
+        return 'socket active on %s; service inactive; units from %s run /usr/bin/echod' % (
             s['Listen'], os.path.dirname(v['FragmentPath']))
 
     def c_echo_line(self):
@@ -893,7 +962,8 @@ class E2E:
 
     def dump_journal(self):
         if not self.leader:
-            log('# container console:\n' + self.console_text())
+            if self.console:
+                log('# container console:\n' + self.console_text())
             return
         try:
             p = self.cexec('journalctl', '-b', '--no-pager', '-o', 'short-monotonic',
@@ -924,13 +994,11 @@ class E2E:
                 log('# could not remove cgroup %s' % d)
         # nspawn's own bookkeeping on the host.
         shutil.rmtree('/run/systemd/nspawn/propagate/' + self.name, ignore_errors=True)
-        if not self.nspawn_dir_existed:
-            for d in ('/run/systemd/nspawn/propagate', '/run/systemd/nspawn/locks',
-                      '/run/systemd/nspawn'):
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
+        for d in self.host_dirs:
+            try:
+                os.rmdir(d)  # only if empty: a concurrent run may use it
+            except OSError:
+                pass
         if self.workdir:
             left = mounts_under(self.workdir) + (mounts_under(self.tree) if self.tree else [])
             if left:
@@ -964,7 +1032,7 @@ def main():
         signal.signal(s, on_signal)
     t0 = time.monotonic()
     e2e = E2E()
-    failed = False
+    failed = interrupted = False
     try:
         e2e.preflight()
         e2e.setup()
@@ -994,7 +1062,7 @@ def main():
         failed = True
     except Interrupted as e:
         log('FAIL interrupted by %s' % e)
-        failed = True
+        failed = interrupted = True
     try:
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
@@ -1003,9 +1071,11 @@ def main():
     finally:
         e2e.cleanup()
     n_ok = len([1 for _, ok in e2e.results if ok])
-    log('# %d of %d checks passed in %.1f s (container tree: %s)' % (
-        n_ok, len(e2e.results), time.monotonic() - t0,
-        'made in %.0f s' % e2e.tree_time if e2e.tree_time > 5 else 'cached'))
+    log('# %d of %d checks passed%s in %.1f s (container tree: %s)' % (
+        n_ok, len(e2e.results), ' before the interruption' if interrupted else '',
+        time.monotonic() - t0,
+        ('made in %.0f s' % e2e.tree_time) if e2e.tree_made else
+        'cached' if e2e.tree else 'none'))
     return 1 if failed else 0
 
 
