@@ -23,7 +23,6 @@ Environment:
 Exit status: 0 all checks passed, 1 a check failed, 77 cannot run here.
 """
 
-import errno
 import fcntl
 import glob
 import hashlib
