@@ -19,6 +19,7 @@ Environment:
                      (default: the first bookworm 'main' source in apt's
                      configuration)
   ECHOD_E2E_KEEP     if set, keep the run directory (staging tree, logs)
+  ECHOD_E2E_JOURNAL  if set, print the container journal even when all passed
 
 Exit status: 0 all checks passed, 1 a check failed, 77 cannot run here.
 """
@@ -1065,7 +1066,7 @@ def main():
     try:
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
-        if failed:
+        if failed or os.environ.get('ECHOD_E2E_JOURNAL'):
             e2e.dump_journal()
     finally:
         e2e.cleanup()
