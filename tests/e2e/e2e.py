@@ -41,7 +41,7 @@ import time
 SKIP = 77
 SUITE = 'bookworm'
 VARIANT = 'minbase'
-# procps provides /bin/kill, which echod.service's ExecReload runs.
+# procps: ps and pgrep for looking at the service from inside.
 PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'netcat-openbsd', 'iproute2',
             'procps']
 CONTAINER_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
