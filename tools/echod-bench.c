@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -63,7 +64,8 @@
 #define MAX_SIZE (64u << 20)
 #define MAX_SECONDS 86400.0
 #define MAX_SOURCE_ADDRS 250u
-#define DEFAULT_SOURCE_ADDRS 16u /* connect mode, IPv4 loopback target */
+#define DEFAULT_SOURCE_ADDRS 16u /* IPv4 loopback: connect mode, many conns */
+#define MANY_CONNS 1000u
 
 #define RBUF_SIZE (256u << 10) /* one read buffer for every connection */
 #define MAX_WRITE (256u << 10) /* bytes per writev */
@@ -73,6 +75,7 @@
 #define STREAM_PRIME 1024u /* stream: size of the first (opening) echo */
 #define STALL_SCAN_NS (250 * NS_PER_MS)
 #define RETRY_NS NS_PER_MS
+#define TIMER_TAG UINT64_MAX /* epoll data of the timerfd */
 
 /*
  * The per-connection byte streams. A 4 MiB table is filled once from
@@ -145,6 +148,8 @@ static struct options {
 static struct {
 	enum phase phase;
 	int ep;
+	int timer;            /* timerfd for every wake-up that is not I/O */
+	uint64_t timer_at;    /* what it is set to (CLOCK_MONOTONIC ns) */
 	struct conn *conns;
 	uint32_t *runq, *runq_work;
 	unsigned runq_n;
@@ -474,7 +479,8 @@ static void usage(void)
 "      --stall-timeout=DURATION  a connection waiting this long for its\n"
 "                            echo counts as stalled; 2s\n"
 "      --source-addrs=N      cycle source addresses 127.0.0.2 .. 127.0.0.N+1\n"
-"                            (IPv4 loopback; connect mode default 16)\n"
+"                            (IPv4 loopback; default 16 in connect mode or\n"
+"                            above 1000 connections, else 0)\n"
 "      --seed=N              seed of the byte streams; 1\n"
 "      --reset               close connections with a reset (SO_LINGER 0)\n"
 "  -j, --json                print the result as one JSON line\n"
@@ -630,7 +636,11 @@ static void parse_options(int argc, char **argv)
 			    1ull << 26);
 	if (srcaddr_set && o.source_addrs > 0 && !target_is_ipv4_loopback())
 		usage_error("--source-addrs needs an IPv4 loopback (127.x.x.x) target");
-	if (!srcaddr_set && o.mode == MODE_CONNECT && target_is_ipv4_loopback())
+	/* Spread many connections over several source addresses: a connect
+	 * storm leaves ports in TIME_WAIT, and with most of the ephemeral range
+	 * in use the kernel takes ever longer to find a free port. */
+	if (!srcaddr_set && target_is_ipv4_loopback() &&
+	    (o.mode == MODE_CONNECT || o.conns > MANY_CONNS))
 		o.source_addrs = DEFAULT_SOURCE_ADDRS;
 }
 
@@ -998,7 +1008,9 @@ static int conn_write(struct conn *c)
 		len = c->target - c->sent > MAX_WRITE ? MAX_WRITE
 						       : (size_t)(c->target - c->sent);
 		cnt = stream_iov(c->key, c->sent, len, iov);
-		n = writev(c->fd, iov, cnt);
+		/* write() is cheaper than writev() for the common single piece */
+		n = cnt == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len)
+			     : writev(c->fd, iov, cnt);
 		if (n < 0) {
 			if (errno == EAGAIN) {
 				c->wblocked = 1;
@@ -1161,6 +1173,10 @@ static void end_open(uint64_t now)
 		if (g.first_errno)
 			fatal("no connection to %s could be opened: %s", o.target,
 			      strerror(g.first_errno));
+		if (g.stalled)
+			fatal("no connection to %s could be opened: no echo within "
+			      "%g s (%" PRIu64 " connections stalled)",
+			      o.target, o.stall, g.stalled);
 		fatal("no connection to %s could be opened within %g s", o.target,
 		      o.open_timeout);
 	}
@@ -1215,7 +1231,7 @@ static void stall_scan(uint64_t now)
 		if (c->state == C_FREE || c->state == C_DEAD)
 			continue;
 		waiting = c->state != C_OPEN || c->recvd < c->target;
-		if (!waiting || now - c->t_progress < limit)
+		if (!waiting || now < c->t_progress || now - c->t_progress < limit)
 			continue;
 		if (!c->stalled) {
 			c->stalled = 1;
@@ -1231,6 +1247,9 @@ static void stall_scan(uint64_t now)
 			conn_close(c, C_FREE);
 			if (issuing())
 				retry_push(c);
+		} else if (g.phase == PH_OPEN && !c->primed) {
+			/* not worth waiting for: let the opening go on */
+			conn_close(c, C_DEAD);
 		}
 	}
 }
@@ -1534,23 +1553,39 @@ static void setup_process(void)
 	alarm((unsigned)ceil(limit_s));
 }
 
+/*
+ * The epoll_wait timeout: 0 if work is queued, else -1 with the next timed
+ * event (tick, stall scan, phase deadline, connect retry) on the timerfd.
+ * A finite epoll_wait timeout would arm and cancel a kernel timer on every
+ * sleep, which costs more per message than anything else here (a VM exit
+ * on virtual machines); the timerfd is reprogrammed only when the next
+ * wake-up time changes, a few times a second.
+ */
 static int next_timeout(uint64_t now)
 {
 	uint64_t next = g.t_next_tick;
-	uint64_t ms;
 
 	if (g.runq_n > 0)
 		return 0;
 	if (g.t_next_scan < next)
 		next = g.t_next_scan;
-	if (g.phase != PH_DRAIN && g.phase != PH_DONE && g.t_deadline < next)
+	if (g.t_deadline < next)
 		next = g.t_deadline;
 	if (g.retryq_n > 0 && g.t_last_retry + RETRY_NS < next)
 		next = g.t_last_retry + RETRY_NS;
 	if (next <= now)
 		return 0;
-	ms = (next - now + NS_PER_MS - 1) / NS_PER_MS;
-	return ms > 1000 ? 1000 : (int)ms;
+	if (next != g.timer_at) {
+		struct itimerspec its;
+
+		memset(&its, 0, sizeof(its));
+		its.it_value.tv_sec = (time_t)(next / NS_PER_S);
+		its.it_value.tv_nsec = (long)(next % NS_PER_S);
+		if (timerfd_settime(g.timer, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+			fatal("timerfd_settime: %s", strerror(errno));
+		g.timer_at = next;
+	}
+	return -1;
 }
 
 static void run_queues(uint64_t now)
@@ -1643,9 +1678,22 @@ static void run(void)
 			fatal("epoll_wait: %s", strerror(errno));
 		}
 		for (k = 0; k < n; k++) {
-			uint32_t idx = (uint32_t)events[k].data.u64;
-			int fd = (int)(events[k].data.u64 >> 32);
-			struct conn *c = &g.conns[idx];
+			uint32_t idx;
+			int fd;
+			struct conn *c;
+
+			if (events[k].data.u64 == TIMER_TAG) {
+				uint64_t expirations;
+
+				if (read(g.timer, &expirations, sizeof(expirations)) < 0 &&
+				    errno != EAGAIN)
+					fatal("timerfd: %s", strerror(errno));
+				g.timer_at = 0;
+				continue;
+			}
+			idx = (uint32_t)events[k].data.u64;
+			fd = (int)(events[k].data.u64 >> 32);
+			c = &g.conns[idx];
 
 			if (c->fd != fd) /* stale: the slot moved on */
 				continue;
@@ -1677,6 +1725,17 @@ int main(int argc, char **argv)
 	g.ep = epoll_create1(EPOLL_CLOEXEC);
 	if (g.ep < 0)
 		fatal("epoll_create1: %s", strerror(errno));
+	g.timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (g.timer < 0)
+		fatal("timerfd_create: %s", strerror(errno));
+	{
+		struct epoll_event ev;
+
+		ev.events = EPOLLIN;
+		ev.data.u64 = TIMER_TAG;
+		if (epoll_ctl(g.ep, EPOLL_CTL_ADD, g.timer, &ev) < 0)
+			fatal("epoll_ctl: %s", strerror(errno));
+	}
 	g.conns = calloc(o.conns, sizeof(*g.conns));
 	g.runq = calloc(o.conns, sizeof(*g.runq));
 	g.runq_work = calloc(o.conns, sizeof(*g.runq_work));
@@ -1714,6 +1773,7 @@ int main(int argc, char **argv)
 	free(g.retryq);
 	free(g.retryq_work);
 	free(pattern);
+	close(g.timer);
 	close(g.ep);
 	return total_errors() > 0 || g.interrupted ? EXIT_ERRORS : 0;
 }
