@@ -16,6 +16,8 @@
 /* Reads per wakeup before a connection yields to the others (libuv uses
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
+/* send() with MSG_NOSIGNAL: a vanished client must not raise SIGPIPE,
+ * whatever the signal's disposition. */
 /* The shared read buffer: data is written back straight from here, and
  * only an unsent remainder is copied into a buffer of the connection's. */
 #define SCRATCH_SIZE (64 * 1024)
@@ -219,7 +221,7 @@ static int flush(struct conn *c)
 		return 0;
 	}
 	struct buf *b = c->out;
-	w = write(c->fd, b->data + b->off, b->len);
+	w = send(c->fd, b->data + b->off, b->len, MSG_NOSIGNAL);
 	if (w < 0)
 		return errno == EAGAIN ? 0 : -errno;
 	sent(c, w);
@@ -235,7 +237,7 @@ static int flush(struct conn *c)
 /* Sends data straight back; keeps only what the kernel did not take. */
 static int echo(struct conn *c, const char *data, size_t n)
 {
-	ssize_t w = write(c->fd, data, n);
+	ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
 
 	if (w < 0) {
 		if (errno != EAGAIN)
@@ -330,7 +332,7 @@ static int pump(struct conn *c)
 			room = c->policy->buffer_size < SCRATCH_SIZE ? c->policy->buffer_size : SCRATCH_SIZE;
 			dst = T.scratch;
 		}
-		n = read(c->fd, dst, room);
+		n = recv(c->fd, dst, room, 0);
 		if (n <= 0) {
 			c->flags &= (uint8_t)~C_BLOCKED;
 			if (n == 0) {
