@@ -97,6 +97,21 @@ def check_config_defaults():
         check(values[k] == v, "default %s printed by -t" % k, v, values[k])
 
 
+def check_config_missing_default():
+    """No -c and no file at the default path: built-in defaults, exit 0."""
+    path = os.environ.get("ECHOD_DEFAULT_CONFIG")
+    if not path:
+        raise harness.Skip("ECHOD_DEFAULT_CONFIG (the built-in config path) is not set")
+    if os.path.exists(path):
+        raise harness.Skip("%s exists on this machine" % path)
+    r = run(["-t"])
+    expect_rc(r, EXIT_OK, "echod -t without -c and without %s" % path)
+    got = dict(parse_t(r.stdout))
+    check(got.get("backlog") == "4096" and got.get("buffer_size") == "16K",
+          "built-in defaults when the default file is missing", "backlog = 4096, buffer_size = 16K",
+          r.stdout)
+
+
 def check_config_every_key():
     """A file setting every key: -t prints exactly those values, in order."""
     text = """# every key
@@ -358,6 +373,7 @@ CASES = {
     "help_option": help_option,
     "version_option": version_option,
     "check_config_defaults": check_config_defaults,
+    "check_config_missing_default": check_config_missing_default,
     "check_config_every_key": check_config_every_key,
     "check_config_precedence": check_config_precedence,
     "check_config_formats": check_config_formats,

@@ -268,41 +268,49 @@ def reset_mid_stream():
 
 def never_reading_client():
     """Clients that write a lot and never read cannot grow the daemon's memory
-    beyond buffer_size each (VmRSS), and the daemon keeps serving others."""
+    beyond buffer_size each (VmRSS; its fds stay bounded too), and the daemon
+    keeps serving others. Both data paths: transform = none and upper."""
     bufsize = 64 * 1024
     clients = 4
     payload = os.urandom(64 * MIB)
-    with Daemon(config="buffer_size = 64K\n") as d:
-        d.start()
-        # Warm up: the first connection's allocations are not what we measure.
-        w = d.connect()
-        harness.echo(w, payload[:4 * MIB], what="warm-up echo")
-        w.close()
-        d.wait_stats(lambda st: st[0] == 0, "warm-up connection closed")
-        time.sleep(0.2)
-        rss0 = d.rss_kib()
-        hogs = [d.connect() for _ in range(clients)]
-        written = [harness.fill_without_reading(h, payload, stall=1.0) for h in hogs]
-        # Once more, in case the daemon was still reading.
-        written = [n + harness.fill_without_reading(h, memoryview(payload)[n:], stall=0.5)
-                   for h, n in zip(hogs, written)]
-        rss1 = d.rss_kib()
-        growth = rss1 - rss0
-        bound = (clients * bufsize) // 1024 + 4096
-        print("VmRSS %d KiB -> %d KiB (+%d KiB, bound %d KiB); clients wrote %s bytes" % (
-            rss0, rss1, growth, bound, written))
-        check(growth <= bound, "VmRSS growth with %d never-reading clients (buffer_size = 64K)" % clients,
-              "at most %d KiB" % bound, "%d KiB (from %d to %d)" % (growth, rss0, rss1))
-        for i, n in enumerate(written):
-            check(n < len(payload), "backpressure stops never-reading client #%d" % i,
-                  "fewer than %d bytes accepted" % len(payload), "%d bytes accepted" % n)
-        # The daemon still serves others while the hogs are stuck.
-        o = d.connect()
-        harness.echo(o, payload[:MIB], what="echo for another client while %d hogs are stuck" % clients)
-        o.close()
-        for h in hogs:
-            _reset(h)
-        d.stop()
+    for transform in ("none", "upper"):
+        with Daemon(config="buffer_size = 64K\ntransform = %s\n" % transform) as d:
+            d.start()
+            # Warm up: the first connection's allocations are not what we measure.
+            w = d.connect()
+            harness.echo(w, payload[:4 * MIB], what="warm-up echo",
+                         expect=payload[:4 * MIB] if transform == "none" else harness.upper(payload[:4 * MIB]))
+            w.close()
+            d.wait_stats(lambda st: st[0] == 0, "warm-up connection closed")
+            time.sleep(0.2)
+            rss0, fds0 = d.rss_kib(), d.open_fds()
+            hogs = [d.connect() for _ in range(clients)]
+            written = [harness.fill_without_reading(h, payload, stall=0.5) for h in hogs]
+            # Once more, in case the daemon was still reading.
+            written = [n + harness.fill_without_reading(h, memoryview(payload)[n:], stall=0.3)
+                       for h, n in zip(hogs, written)]
+            rss1, fds1 = d.rss_kib(), d.open_fds()
+            growth = rss1 - rss0
+            bound = (clients * bufsize) // 1024 + 4096
+            print("transform = %s: VmRSS %d KiB -> %d KiB (+%d KiB, bound %d KiB); fds %d -> %d; "
+                  "clients wrote %s bytes" % (transform, rss0, rss1, growth, bound, fds0, fds1, written))
+            check(growth <= bound, "transform = %s: VmRSS growth with %d never-reading clients "
+                  "(buffer_size = 64K)" % (transform, clients),
+                  "at most %d KiB" % bound, "%d KiB (from %d to %d)" % (growth, rss0, rss1))
+            # A socket each, and at most a pipe (two fds) each for data in flight.
+            check(fds1 - fds0 <= 3 * clients, "transform = %s: daemon fds with %d stuck clients" % (
+                transform, clients), "at most %d more" % (3 * clients), "%d -> %d" % (fds0, fds1))
+            for i, n in enumerate(written):
+                check(n < len(payload), "backpressure stops never-reading client #%d" % i,
+                      "fewer than %d bytes accepted" % len(payload), "%d bytes accepted" % n)
+            # The daemon still serves others while the hogs are stuck.
+            o = d.connect()
+            harness.echo(o, payload[:MIB], what="echo for another client while %d hogs are stuck" % clients,
+                         expect=payload[:MIB] if transform == "none" else harness.upper(payload[:MIB]))
+            o.close()
+            for h in hogs:
+                _reset(h)
+            d.stop()
 
 
 CASES = {

@@ -9,7 +9,7 @@ import struct
 import time
 
 import harness
-from harness import MIB, Daemon, check, check_bytes
+from harness import MIB, Daemon, check, check_bytes, fail
 
 SHUTTING_DOWN = r"^echod: shutting down \((\d+) connections? open\)$"
 
@@ -296,6 +296,86 @@ def quiet_at_warning():
         check(d.log() == [], "log at log_level = warning", "nothing", d.log())
 
 
+def _hup(d, expect_ok=True):
+    since = d.mark()
+    d.signal(signal.SIGHUP)
+    if expect_ok:
+        _reloaded(d, since)
+    else:
+        d.wait_log(r"^echod: reload failed, keeping the current configuration$", timeout=10, since=since)
+    return since
+
+
+def sighup_listen():
+    """SIGHUP applies the file's `listen` list to listeners echod opened:
+    new addresses open, kept ones stay (same port), dropped ones close while
+    their connections go on; an address that cannot be opened fails the
+    whole reload."""
+    with Daemon(listen=None, config="listen = 127.0.0.1:0\n") as d:
+        d.start()
+        tcp = d.listener("tcp")
+        unix_path = os.path.join(d.tmpdir, "s")
+        old = d.connect()
+        harness.echo(old, b"before", what="echo before the reloads")
+
+        d.write_config("listen = 127.0.0.1:0\nlisten = unix:%s\n" % unix_path)
+        since = _hup(d)
+        d.wait_log(r"^echod: listening on unix:%s \(unix\)$" % re.escape(unix_path), since=since)
+        check(not d.find_log(r"listening on 127\.0\.0\.1:", since),
+              "the kept TCP listener is not reopened", "no new TCP listening line", d.log()[since:])
+        s = harness.connect(tcp)
+        harness.echo(s, b"tcp kept", what="echo on the kept TCP listener (same port)")
+        s.close()
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(10)
+        u.connect(unix_path)
+        harness.echo(u, b"unix added", what="echo on the added Unix listener")
+        u.close()
+
+        d.write_config("listen = unix:%s\n" % unix_path)
+        since = _hup(d)
+        try:
+            s = harness.connect(tcp, timeout=5)
+        except OSError:
+            pass
+        else:
+            s.close()
+            fail("the dropped TCP listener is closed", "connection refused", "connected")
+        harness.echo(old, b"still served", what="echo on a connection of the dropped listener")
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            d.write_config("listen = unix:%s\nlisten = 127.0.0.1:%d\n" % (unix_path, busy.getsockname()[1]))
+            _hup(d, expect_ok=False)
+        d.check_alive("echod keeps running when a reload cannot open an address")
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(10)
+        u.connect(unix_path)
+        harness.echo(u, b"unix still", what="echo on the Unix listener after the failed reload")
+        u.close()
+        old.close()
+        d.stop()
+
+
+def sighup_keeps_command_line_listen():
+    """With -l on the command line, a reload does not take the file's listen list."""
+    with Daemon(listen=["127.0.0.1:0"], config="") as d:
+        d.start()
+        tcp = d.listener("tcp")
+        unix_path = os.path.join(d.tmpdir, "s")
+        d.write_config("listen = unix:%s\ntransform = upper\n" % unix_path)
+        since = _hup(d)
+        check(not d.find_log(r"listening on", since), "listeners after a reload with -l",
+              "unchanged (no listening lines)", d.log()[since:])
+        check(not os.path.exists(unix_path), "the file's Unix socket is not opened", "no socket file",
+              unix_path)
+        s = harness.connect(tcp)
+        harness.echo(s, b"abc", expect=b"ABC", what="echo on the -l listener with the reloaded transform")
+        s.close()
+        d.stop()
+
+
 CASES = {
     "sigterm_drain": sigterm_drain,
     "sigint_drain": sigint_drain,
@@ -305,6 +385,8 @@ CASES = {
     "sighup_good": sighup_good,
     "sighup_bad": sighup_bad,
     "sigusr1_stats": sigusr1_stats,
+    "sighup_listen": sighup_listen,
+    "sighup_keeps_command_line_listen": sighup_keeps_command_line_listen,
     "quiet_at_info": quiet_at_info,
     "quiet_at_warning": quiet_at_warning,
 }
