@@ -299,19 +299,19 @@ int config_set(struct config *cfg, const struct knob *k, const char *value, char
 		r = parse_duration_ms(value, k->min, k->max, &v);
 		break;
 	case KNOB_BOOL: {
-		bool b;
+		bool b = false;
 		r = parse_bool(value, &b);
 		v = b;
 		break;
 	}
 	case KNOB_TRANSFORM: {
-		enum transform t;
+		enum transform t = TRANSFORM_NONE;
 		r = parse_transform(value, &t);
 		v = t;
 		break;
 	}
 	case KNOB_LOG_LEVEL: {
-		int l;
+		int l = 0;
 		r = parse_log_level(value, &l);
 		v = (uint64_t)l;
 		break;

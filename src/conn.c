@@ -32,7 +32,7 @@ enum {
 	C_EOF = 1 << 1,     /* the client sent FIN: nothing more to read */
 	C_RDHUP = 1 << 2,   /* FIN has arrived: a short read means EOF */
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
-	C_DRAIN = 1 << 4,   /* shutting down: no reads after the current ones */
+	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
 };
 
 struct conn {
@@ -393,10 +393,15 @@ static void conn_io(struct io *io, uint32_t events)
 			return;
 		}
 	}
-	if (c->flags & C_DRAIN)
-		c->flags |= C_EOF;
-	if ((c->flags & C_EOF) && !pending(c))
-		conn_close(c, (c->flags & C_DRAIN) ? "shutting down" : "end of input");
+	if (pending(c))
+		return;
+	if (c->flags & C_EOF)
+		conn_close(c, "end of input");
+	else if ((c->flags & C_DRAIN) && !c->io.deferred)
+		/* Shutting down, all echoed, input drained: a close now sends
+		 * FIN, not the reset that unread input would cause (a reset
+		 * would discard echoes still queued in the kernel). */
+		conn_close(c, "shutting down");
 }
 
 /* Lazy idle timer: activity only stores a time stamp; the timer checks

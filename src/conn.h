@@ -35,7 +35,9 @@ void conn_set_policy(struct policy *p);
  * socket is then closed). */
 int conn_open(int fd);
 
-/* Shutdown: stop reading new data, finish what is pending, then close. */
+/* Shutdown: each connection is closed as soon as it has nothing pending
+ * and nothing unread; until then it is served as usual (up to the
+ * caller's shutdown timeout). */
 void conn_drain_all(void);
 /* Closes every connection at once. */
 void conn_close_all(void);
