@@ -83,9 +83,11 @@ static void status_tick(struct timer *t)
 
 static void watchdog_tick(struct timer *t)
 {
+	uint64_t half_ms = notify_watchdog_usec() / 2000;
+
 	/* Sent from the loop itself: a hung loop stops feeding it. */
 	notify_watchdog();
-	loop_timer_in(&S.loop, t, notify_watchdog_usec() / 2000);
+	loop_timer_in(&S.loop, t, half_ms ? half_ms : 1);
 }
 
 static void shutdown_timeout(struct timer *t)
