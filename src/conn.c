@@ -33,6 +33,7 @@ enum {
 	C_RDHUP = 1 << 2,   /* FIN has arrived: a short read means EOF */
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
 	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
+	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
 };
 
 struct conn {
@@ -174,9 +175,12 @@ int conn_open(int fd)
 	if ((size_t)fd >= T.hwm)
 		T.hwm = (size_t)fd + 1;
 
-	/* Registered once for everything, edge-triggered: the hot path never
-	 * calls epoll_ctl. Data that arrived before this is reported too. */
-	r = loop_add(T.loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+	/* Edge-triggered, for input only: a fresh socket is writable, and
+	 * watching EPOLLOUT from the start would cost every connection a
+	 * wakeup for nothing. It is added the first time the client falls
+	 * behind, and then kept, so epoll_ctl stays off the hot path. Data
+	 * that arrived before this call is reported too. */
+	r = loop_add(T.loop, fd, EPOLLIN | EPOLLRDHUP | EPOLLET, &c->io);
 	if (r == 0 && c->policy->idle_timeout_ms) {
 		c->last_active = T.loop->now_ms;
 		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
@@ -393,8 +397,19 @@ static void conn_io(struct io *io, uint32_t events)
 			return;
 		}
 	}
-	if (pending(c))
+	if (pending(c)) {
+		if (!(c->flags & C_WOUT)) {
+			/* Re-arming also reports EPOLLOUT at once if the
+			 * client has caught up meanwhile: no edge is lost. */
+			r = loop_mod(T.loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+			if (r < 0) {
+				conn_close(c, strerror(-r));
+				return;
+			}
+			c->flags |= C_WOUT;
+		}
 		return;
+	}
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
 	else if ((c->flags & C_DRAIN) && !c->io.deferred)

@@ -44,6 +44,13 @@ int loop_add(struct loop *loop, int fd, uint32_t events, struct io *io)
 	return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+int loop_mod(struct loop *loop, int fd, uint32_t events, struct io *io)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = io };
+
+	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
 int loop_del(struct loop *loop, int fd)
 {
 	return epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;

@@ -30,8 +30,8 @@ struct loop {
 int loop_init(struct loop *loop);
 void loop_close(struct loop *loop);
 
-/* Registers fd once; edge-triggered interest never changes afterwards. */
 int loop_add(struct loop *loop, int fd, uint32_t events, struct io *io);
+int loop_mod(struct loop *loop, int fd, uint32_t events, struct io *io);
 int loop_del(struct loop *loop, int fd);
 
 /* Calls io back after the current batch of events, without a new edge:
