@@ -340,7 +340,8 @@ void config_defaults(struct config *cfg)
 	}
 }
 
-void config_format_value(const struct config *cfg, const struct knob *k, char *buf, size_t size)
+/* One knob's value in config-file syntax (`listen` is printed apart). */
+static void format_value(const struct config *cfg, const struct knob *k, char *buf, size_t size)
 {
 	uint64_t v = field_value(cfg, k);
 
@@ -380,7 +381,7 @@ void config_print(const struct config *cfg, FILE *out)
 				fprintf(out, "%s = %s\n", k->name, cfg->listen[j]);
 			continue;
 		}
-		config_format_value(cfg, k, value, sizeof(value));
+		format_value(cfg, k, value, sizeof(value));
 		fprintf(out, "%s = %s\n", k->name, value);
 	}
 }

@@ -67,9 +67,6 @@ int config_set(struct config *cfg, const struct knob *k, const char *value, char
  * (or "FILE: message" for I/O errors). */
 int config_load_file(struct config *cfg, const char *path, bool missing_ok, char *err, size_t errlen);
 
-/* Formats one knob's value as config-file syntax (not for `listen`). */
-void config_format_value(const struct config *cfg, const struct knob *k, char *buf, size_t size);
-
 /* Writes the effective configuration, one `key = value` a line. */
 void config_print(const struct config *cfg, FILE *out);
 

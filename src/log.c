@@ -30,11 +30,6 @@ void log_set_level(enum log_level level)
 	log_max_level = level;
 }
 
-enum log_level log_get_level(void)
-{
-	return log_max_level;
-}
-
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	char line[1024];

@@ -16,7 +16,6 @@ enum log_level {
 /* Decide once whether stderr is the journal (JOURNAL_STREAM matches it). */
 void log_init(void);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 
 /* Cheap test for the per-connection debug path: no formatting when off. */
 extern enum log_level log_max_level;
