@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "pipepool.h"
+#include "transform.h"
 #include "util.h"
 
 /* Reads per wakeup before a connection yields to the others (libuv uses
@@ -79,17 +80,6 @@ void policy_unref(struct policy *p)
 {
 	if (p && --p->refs == 0)
 		free(p);
-}
-
-void transform_apply(int transform, char *data, size_t len)
-{
-	if (transform != TRANSFORM_UPPER)
-		return;
-	for (size_t i = 0; i < len; i++) {
-		/* ASCII only: every other byte, UTF-8 included, is left alone. */
-		if ((unsigned char)(data[i] - 'a') < 26)
-			data[i] = (char)(data[i] - ('a' - 'A'));
-	}
 }
 
 static void conn_io(struct io *io, uint32_t events);

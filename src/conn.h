@@ -42,7 +42,4 @@ void conn_drain_all(void);
 /* Closes every connection at once. */
 void conn_close_all(void);
 
-/* Applies the configured transform in place (also used for datagrams). */
-void transform_apply(int transform, char *data, size_t len);
-
 #endif

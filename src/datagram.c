@@ -5,9 +5,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "transform.h"
 #include "util.h"
 
 /* Datagrams per recvmmsg/sendmmsg, and batches per wakeup. */
