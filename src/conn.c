@@ -26,6 +26,11 @@
 #define POOL_MAX_FREE 64
 /* Free pipes kept for reuse (two fds each). */
 #define PIPES_MAX_FREE 16
+/* Shutting down, a client that sent data after the signal is closed once
+ * it has been quiet this long with nothing pending: a short read only says
+ * the socket is empty now, not that the client has finished, and a close
+ * while its data is still on the way would answer it with a reset. */
+#define DRAIN_QUIET_MS 1000
 
 
 enum {
@@ -35,6 +40,7 @@ enum {
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
 	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
 	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
+	C_HEARD = 1 << 6,   /* data read since the shutdown began */
 };
 
 struct conn {
@@ -279,6 +285,7 @@ static int pump_splice(struct conn *c, int budget)
 			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = T.loop->now_ms;
+		c->flags |= C_HEARD;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -336,6 +343,7 @@ static int pump(struct conn *c)
 			return errno == EAGAIN ? 0 : -errno;
 		}
 		c->last_active = T.loop->now_ms;
+		c->flags |= C_HEARD;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b)
 			b->len += (uint32_t)n;
@@ -402,23 +410,32 @@ static void conn_io(struct io *io, uint32_t events)
 	}
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
-	else if ((c->flags & C_DRAIN) && !c->io.deferred)
-		/* Shutting down, all echoed, input drained: a close now sends
-		 * FIN, not the reset that unread input would cause (a reset
-		 * would discard echoes still queued in the kernel). */
+	else if ((c->flags & C_DRAIN) && !(c->flags & C_HEARD) && !c->io.deferred)
+		/* Shutting down, all echoed, input drained, and the client
+		 * silent since the signal: a close now sends FIN, not the
+		 * reset that unread input would cause (a reset would discard
+		 * echoes still queued in the kernel). A client that did send
+		 * is closed by the quiet timer instead (conn_idle). */
 		conn_close(c, "shutting down");
 }
 
 /* Lazy idle timer: activity only stores a time stamp; the timer checks
- * it when it fires and re-arms itself for the real deadline. */
+ * it when it fires and re-arms itself for the real deadline. While
+ * shutting down it is the quiet timer: nothing pending, nothing read for
+ * DRAIN_QUIET_MS, and the client is taken to have finished. */
 static void conn_idle(struct timer *t)
 {
 	struct conn *c = container_of(t, struct conn, idle);
-	uint64_t due = c->last_active + c->policy->idle_timeout_ms;
+	bool draining = c->flags & C_DRAIN;
+	uint64_t due = c->last_active + (draining ? DRAIN_QUIET_MS : c->policy->idle_timeout_ms);
 
+	if (draining && due <= T.loop->now_ms && (pending(c) || c->io.deferred))
+		/* Still at work, or waiting for the client to read (the
+		 * shutdown timeout bounds that): look again later. */
+		due = T.loop->now_ms + DRAIN_QUIET_MS;
 	if (due > T.loop->now_ms && loop_timer_at(T.loop, t, due) == 0)
 		return;
-	conn_close(c, "idle timeout");
+	conn_close(c, draining ? "shutting down" : "idle timeout");
 }
 
 void conn_drain_all(void)
@@ -427,7 +444,11 @@ void conn_drain_all(void)
 		struct conn *c = &T.conns[fd];
 		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
 			continue;
-		c->flags |= C_DRAIN;
+		c->flags = (uint8_t)((c->flags | C_DRAIN) & ~C_HEARD);
+		if (loop_timer_in(T.loop, &c->idle, DRAIN_QUIET_MS) < 0) {
+			conn_close(c, "shutting down");
+			continue;
+		}
 		conn_io(&c->io, 0);
 	}
 }

@@ -125,6 +125,57 @@ def sigterm_drain_half_closed():
         s.close()
 
 
+def _talk_after_signal(d, s, count=20):
+    """Makes s a client in mid-stream at SIGTERM (echod holds echoes for it,
+    more of its data is still on the way), reads every echo back, then sends
+    count messages one after another, each echoed."""
+    payload = os.urandom(16 * MIB)
+    n = harness.fill_without_reading(s, payload, stall=1.0)
+    since = d.mark()
+    d.signal(signal.SIGTERM)
+    d.wait_log(SHUTTING_DOWN, timeout=10, since=since)
+    got = harness.recv_exact(s, n, timeout=30, what="echo of the %d bytes sent before SIGTERM" % n)
+    check_bytes("echo of the data sent before SIGTERM", payload[:n], got)
+    for i in range(count):
+        harness.echo(s, b"message %d after SIGTERM\n" % i,
+                     what="echo of message %d sent after SIGTERM" % i)
+        time.sleep(0.01)
+
+
+def sigterm_drain_talking():
+    """A client still talking after SIGTERM is served while it talks (an
+    empty receive queue between two messages does not end it), and its
+    half-close brings the EOF: an orderly close, never a reset."""
+    with Daemon(config="shutdown_timeout = 60s\n") as d:
+        d.start()
+        s = d.connect()
+        _talk_after_signal(d, s)
+        s.shutdown(socket.SHUT_WR)
+        rest = harness.expect_eof(s, timeout=15, what="EOF after the half-close")
+        check_bytes("data after the last echo", b"", rest)
+        rc = d.wait_exit(15)
+        d.check_sanitizers()
+        check(rc == 0, "exit status after SIGTERM", 0, rc)
+        s.close()
+
+
+def sigterm_drain_falls_silent():
+    """A client that talked after SIGTERM and then falls silent, without
+    closing, is closed (EOF) once quiet, long before shutdown_timeout."""
+    with Daemon(config="shutdown_timeout = 120s\n") as d:
+        d.start()
+        s = d.connect()
+        _talk_after_signal(d, s, count=3)
+        t0 = time.monotonic()
+        rest = harness.expect_eof(s, timeout=60, what="EOF for a client silent after SIGTERM")
+        check_bytes("data after the last echo", b"", rest)
+        rc = d.wait_exit(30)
+        d.check_sanitizers()
+        check(rc == 0, "exit status after SIGTERM", 0, rc)
+        print("closed %.1fs after the last message (shutdown_timeout = 120s)" % (time.monotonic() - t0))
+        s.close()
+
+
 def sigterm_idle():
     """SIGTERM with idle connections: each gets EOF, exit 0 soon (not after
     shutdown_timeout, nothing is pending)."""
@@ -374,6 +425,8 @@ CASES = {
     "sigterm_drain": sigterm_drain,
     "sigint_drain": sigint_drain,
     "sigterm_drain_half_closed": sigterm_drain_half_closed,
+    "sigterm_drain_talking": sigterm_drain_talking,
+    "sigterm_drain_falls_silent": sigterm_drain_falls_silent,
     "sigterm_idle": sigterm_idle,
     "sigterm_shutdown_timeout": sigterm_shutdown_timeout,
     "sighup_good": sighup_good,
