@@ -10,7 +10,8 @@
 #include "log.h"
 #include "util.h"
 
-/* Accepts per wakeup before the listener yields to the connections. */
+/* Accepts in one pass when clients queue up, before the listener yields
+ * to the connections. */
 #define ACCEPTS_PER_EVENT 64
 /* Out of fds: retry this late unless a connection ends first. */
 #define FD_RETRY_MS 1000
@@ -43,11 +44,33 @@ void acceptor_set_limits(uint64_t max_connections, int transform)
 	acceptor_conn_closed();
 }
 
+/* Stream listeners are level-triggered, as nginx has them: epoll reports
+ * a listener in every pass while clients wait in its queue. So one accept
+ * per report loses nobody, and no round of accepts has to end with an
+ * accept4() that fails with EAGAIN, the price edge-triggering charged each
+ * wakeup (under a connect storm most wakeups find a single client). Only
+ * a listener reported in two passes in a row has a queue worth emptying at
+ * once, and then the failing accept4() is shared by many. A paused
+ * listener leaves the interest set, or it would be reported in every
+ * pass. */
+#define LISTEN_EVENTS EPOLLIN
+
 static void pause_listener(struct listener *l)
 {
 	if (!l->paused) {
 		l->paused = true;
 		A.n_paused++;
+		loop_mod(A.loop, l->fd, 0, &l->io);
+	}
+}
+
+static void resume_listener(struct listener *l)
+{
+	if (l->paused) {
+		l->paused = false;
+		A.n_paused--;
+		if (loop_mod(A.loop, l->fd, LISTEN_EVENTS, &l->io) < 0)
+			log_err("cannot watch %s again: %s", l->name, strerror(errno));
 	}
 }
 
@@ -71,50 +94,46 @@ static void fd_exhausted(struct listener *l, int err)
 static void accept_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
+	int budget = l->last_pass + 1 == A.loop->pass ? ACCEPTS_PER_EVENT : 1;
 
-	for (int budget = ACCEPTS_PER_EVENT; budget > 0; budget--) {
+	l->last_pass = A.loop->pass;
+	while (budget > 0) {
 		if (A.max_connections && A.stats->current >= A.max_connections) {
 			/* New clients wait in the backlog until one ends. */
-			if (!l->paused)
-				A.stats->refused++;
+			A.stats->refused++;
 			pause_listener(l);
 			return;
 		}
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			switch (errno) {
-			case EAGAIN:
-				return;
-			case EINTR:
-			case ECONNABORTED:
-			case EPROTO:
-			case EPERM: /* refused by a firewall rule */
-				continue;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
-				fd_exhausted(l, errno);
-				return;
-			default:
-				log_err("accept on %s failed: %s", l->name, strerror(errno));
-				return;
-			}
+		if (fd >= 0) {
+			conn_open(fd, l->defer_accept);
+			budget--;
+			continue;
 		}
-		conn_open(fd);
+		switch (errno) {
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+		case EPERM: /* refused by a firewall rule */
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			fd_exhausted(l, errno);
+			return;
+		case EAGAIN:
+			return;
+		default:
+			log_err("accept on %s failed: %s", l->name, strerror(errno));
+			return;
+		}
 	}
-	loop_defer(A.loop, &l->io);
 }
 
 static void retry_timer(struct timer *t)
 {
-	struct listener *l = container_of(t, struct listener, retry);
-
-	if (l->paused) {
-		l->paused = false;
-		A.n_paused--;
-	}
-	accept_io(&l->io, 0);
+	resume_listener(container_of(t, struct listener, retry));
 }
 
 void acceptor_conn_closed(void)
@@ -124,10 +143,8 @@ void acceptor_conn_closed(void)
 	for (struct listener *l = *A.list; l; l = l->next) {
 		if (!l->paused)
 			continue;
-		l->paused = false;
-		A.n_paused--;
 		loop_timer_stop(A.loop, &l->retry);
-		loop_defer(A.loop, &l->io);
+		resume_listener(l);
 	}
 }
 
@@ -135,7 +152,9 @@ int acceptor_start(struct listener *l)
 {
 	l->io.fn = l->kind == LISTEN_UDP ? datagram_io : accept_io;
 	l->retry.fn = retry_timer;
-	return loop_add(A.loop, l->fd, EPOLLIN | EPOLLET, &l->io);
+	if (l->kind == LISTEN_UDP)
+		return loop_add(A.loop, l->fd, EPOLLIN | EPOLLET, &l->io);
+	return loop_add(A.loop, l->fd, LISTEN_EVENTS, &l->io);
 }
 
 void acceptor_stop(struct listener *l)
@@ -145,6 +164,5 @@ void acceptor_stop(struct listener *l)
 		A.n_paused--;
 	}
 	loop_timer_stop(A.loop, &l->retry);
-	loop_undefer(&l->io);
 	loop_del(A.loop, l->fd);
 }

@@ -149,7 +149,7 @@ static void conn_close(struct conn *c, const char *why)
 		T.on_close();
 }
 
-int conn_open(int fd)
+int conn_open(int fd, bool sent_first)
 {
 	struct conn *c;
 	int r;
@@ -187,6 +187,8 @@ int conn_open(int fd)
 		return r;
 	}
 	log_debug("connection %d opened", fd);
+	if (sent_first)
+		conn_io(&c->io, EPOLLIN);
 	return 0;
 }
 

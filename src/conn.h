@@ -32,8 +32,10 @@ void conn_table_free(void);
 void conn_set_policy(struct policy *p);
 
 /* Takes ownership of a connected, non-blocking socket. 0 or -errno (the
- * socket is then closed). */
-int conn_open(int fd);
+ * socket is then closed). sent_first: the client has most likely sent
+ * data already (a deferred accept), so it is read at once instead of after
+ * the next wakeup. */
+int conn_open(int fd, bool sent_first);
 
 /* Shutdown: each connection is closed as soon as it has nothing pending
  * and nothing unread; until then it is served as usual (up to the

@@ -12,11 +12,13 @@
 struct listener {
 	struct io io;
 	struct timer retry; /* accepting paused for lack of fds */
+	uint64_t last_pass; /* the loop pass that last reported it ready */
 	int fd;
 	enum listen_kind kind;
 	bool activated; /* passed by the service manager: never re-bound */
 	bool paused;    /* at a limit: resumes when a connection ends */
 	bool bound_path; /* a unix socket file echod created: unlinked at exit */
+	bool defer_accept; /* TCP_DEFER_ACCEPT: accepted clients have sent data */
 	char config_text[128]; /* the `listen` value it was opened for */
 	char name[ADDRESS_TEXT_MAX];
 	struct listener *next;

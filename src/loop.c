@@ -158,6 +158,7 @@ int loop_run(struct loop *loop)
 			return -errno;
 		}
 		loop->now_ms = loop_clock_ms();
+		loop->pass++;
 		for (int i = 0; i < n; i++) {
 			struct io *io = events[i].data.ptr;
 			io->fn(io, events[i].events);

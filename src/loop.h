@@ -23,6 +23,7 @@ struct loop {
 	int epfd;
 	bool stop;
 	uint64_t now_ms; /* CLOCK_MONOTONIC, read once per wakeup */
+	uint64_t pass;   /* wakeups so far */
 	struct timer_heap timers;
 	struct io defer_head; /* sentinel of the deferred list */
 };

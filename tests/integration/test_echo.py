@@ -224,6 +224,20 @@ def half_close_backpressure():
         d.stop()
 
 
+def silent_client():
+    """A client that connects and says nothing for a while (the kernel holds
+    back such connections from accept until their first bytes, or a second)
+    is accepted all the same, and what it sends later comes back."""
+    with Daemon() as d:
+        d.start()
+        s = d.connect()
+        d.wait_stats(lambda st: st[0] == 1, "the silent client is accepted", timeout=20)
+        harness.echo(s, b"spoke at last\n")
+        s.close()
+        d.wait_stats(lambda st: st[0] == 0, "0 current after the client closed")
+        d.stop()
+
+
 def half_close_empty():
     """Client connects and at once shuts down its sending side: EOF, no data."""
     with Daemon() as d:
@@ -323,6 +337,7 @@ CASES = {
     "half_close_pending": half_close_pending,
     "half_close_backpressure": half_close_backpressure,
     "half_close_empty": half_close_empty,
+    "silent_client": silent_client,
     "reset_mid_stream": reset_mid_stream,
     "never_reading_client": never_reading_client,
 }
