@@ -97,7 +97,7 @@ static void accept_io(struct io *io, uint32_t events)
 	int budget = l->last_pass + 1 == A.loop->pass ? ACCEPTS_PER_EVENT : 1;
 
 	l->last_pass = A.loop->pass;
-	while (budget > 0) {
+	for (; budget > 0; budget--) {
 		if (A.max_connections && A.stats->current >= A.max_connections) {
 			/* New clients wait in the backlog until one ends. */
 			A.stats->refused++;
@@ -107,7 +107,6 @@ static void accept_io(struct io *io, uint32_t events)
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			conn_open(fd, l->defer_accept);
-			budget--;
 			continue;
 		}
 		switch (errno) {

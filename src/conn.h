@@ -37,9 +37,10 @@ void conn_set_policy(struct policy *p);
  * the next wakeup. */
 int conn_open(int fd, bool sent_first);
 
-/* Shutdown: each connection is closed as soon as it has nothing pending
- * and nothing unread; until then it is served as usual (up to the
- * caller's shutdown timeout). */
+/* Shutdown: each connection is served as usual (up to the caller's
+ * shutdown timeout) and closed once it has nothing pending and nothing
+ * unread: at once if its client has sent nothing since, else once the
+ * client half-closes or has been quiet for a second. */
 void conn_drain_all(void);
 /* Closes every connection at once. */
 void conn_close_all(void);
