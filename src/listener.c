@@ -88,14 +88,15 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 		 * specific IPv6 address serves only itself. */
 		if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->wildcard_v6 ? 0 : 1) < 0)
 			return -errno;
-		/* Accepted sockets inherit it: no setsockopt per connection. */
-		if (type == SOCK_STREAM && set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
-			return -errno;
-		/* An echo client speaks first, so the kernel may complete the
-		 * accept when its first bytes arrive: accepting and reading
-		 * them then take one wakeup, not two (Apache httpd defers its
-		 * accepts the same way). */
 		if (type == SOCK_STREAM) {
+			/* Accepted sockets inherit it: no setsockopt per
+			 * connection. */
+			if (set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+				return -errno;
+			/* An echo client speaks first, so the kernel may complete
+			 * the accept when its first bytes arrive: accepting and
+			 * reading them then take one wakeup, not two (Apache
+			 * httpd defers its accepts the same way). */
 			if (set_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, DEFER_ACCEPT_S) < 0)
 				return -errno;
 			l->defer_accept = true;
