@@ -133,7 +133,7 @@ void conn_set_policy(struct policy *p)
 static void conn_close(struct conn *c, const char *why)
 {
 	log_debug("connection %d closed: %s", c->fd, why);
-	loop_undefer(&c->io);
+	loop_forget(T.loop, &c->io);
 	loop_timer_stop(T.loop, &c->idle);
 	if (c->out)
 		bufpool_put(&T.pool, c->out);
