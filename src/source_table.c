@@ -135,6 +135,16 @@ int source_table_init_rate(struct source_table *t, uint32_t slots,
 	return table_init(t, slots, rate, seed);
 }
 
+int source_table_set_rate(struct source_table *t, uint32_t rate)
+{
+	if (rate == 0 || rate > SOURCE_RATE_MAX)
+		return -EINVAL;
+	/* Buckets fuller than the new burst are clamped on their next refill
+	 * (bucket_tokens()), so nothing else needs touching. */
+	t->rate = rate;
+	return 0;
+}
+
 void source_table_free(struct source_table *t)
 {
 	free(t->slots);
@@ -239,6 +249,9 @@ bool rate_admit(struct source_table *t, const struct source_key *key, uint64_t n
 	struct source_slot *victim = NULL;
 	uint64_t victim_tokens = 0;
 
+	/* Not a rate table: no limit rather than arithmetic on a zero burst. */
+	if (t->rate == 0)
+		return true;
 	for (uint32_t step = 0; step < t->probe; step++, i = (i + 1) & t->mask) {
 		struct source_slot *s = &t->slots[i];
 		if (s->stamp == 0) {

@@ -90,6 +90,9 @@ int source_table_init(struct source_table *t, uint32_t slots,
  * `rate` (1..SOURCE_RATE_MAX). 0, -EINVAL or -ENOMEM. */
 int source_table_init_rate(struct source_table *t, uint32_t slots,
 			   uint32_t rate, const struct source_seed *seed);
+/* A new udp_rate_per_source after a reload (1..SOURCE_RATE_MAX), keeping
+ * the buckets. 0 or -EINVAL; to lift the limit, free the table. */
+int source_table_set_rate(struct source_table *t, uint32_t rate);
 void source_table_free(struct source_table *t);
 
 /* Admits one more connection from key if it has fewer than cap open (cap 0

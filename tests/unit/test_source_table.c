@@ -341,6 +341,37 @@ START_TEST(rate_full_bucket_is_free)
 }
 END_TEST
 
+START_TEST(rate_change_keeps_buckets)
+{
+	struct source_table t;
+	struct source_key a = key4(1);
+	unsigned admitted = 0;
+
+	ck_assert_int_eq(source_table_init_rate(&t, 16, 100, &seed), 0);
+	ck_assert(rate_admit(&t, &a, 0));
+	ck_assert_int_eq(source_table_set_rate(&t, 0), -EINVAL);
+	ck_assert_int_eq(source_table_set_rate(&t, SOURCE_RATE_MAX + 1), -EINVAL);
+	/* Down to 3: the 99 tokens left are clamped to the new burst. */
+	ck_assert_int_eq(source_table_set_rate(&t, 3), 0);
+	for (int i = 0; i < 10; i++)
+		admitted += rate_admit(&t, &a, 1);
+	ck_assert_uint_eq(admitted, 3);
+	source_table_free(&t);
+}
+END_TEST
+
+START_TEST(rate_on_count_table_is_no_limit)
+{
+	struct source_table t;
+	struct source_key a = key4(1);
+
+	ck_assert_int_eq(source_table_init(&t, 16, &seed), 0);
+	for (int i = 0; i < 100; i++)
+		ck_assert(rate_admit(&t, &a, 0));
+	source_table_free(&t);
+}
+END_TEST
+
 START_TEST(seed_changes_placement)
 {
 	struct source_table t1, t2;
@@ -385,6 +416,8 @@ static Suite *source_table_suite(void)
 	tcase_add_test(r, rate_flood_keeps_limited_source_limited);
 	tcase_add_test(r, rate_eviction_costs_one_burst);
 	tcase_add_test(r, rate_full_bucket_is_free);
+	tcase_add_test(r, rate_change_keeps_buckets);
+	tcase_add_test(r, rate_on_count_table_is_no_limit);
 	suite_add_tcase(s, k);
 	suite_add_tcase(s, c);
 	suite_add_tcase(s, r);
