@@ -106,8 +106,9 @@ static int table_init(struct source_table *t, uint32_t slots, uint32_t rate,
 {
 	uint32_t n = 1;
 
-	/* Rounded up and clamped; below SOURCE_SLOTS_MIN only for tests that
-	 * need collisions, which is why 1 .. MIN is allowed through. */
+	/* Rounded up to a power of two and clamped above, but not raised to
+	 * SOURCE_SLOTS_MIN: tests force collisions with tables of 1 to 4
+	 * slots. The daemon sizes with source_table_slots_for(). */
 	while (n < slots && n < SOURCE_SLOTS_MAX)
 		n <<= 1;
 	memset(t, 0, sizeof(*t));
