@@ -24,6 +24,7 @@ struct listener {
 	dev_t path_dev;  /* ... if the file at its path is still that one */
 	ino_t path_ino;
 	bool defer_accept; /* TCP_DEFER_ACCEPT: accepted clients have sent data */
+	bool metrics;      /* serves the metrics endpoint, not echo */
 	char config_text[128]; /* the `listen` value it was opened for */
 	char name[ADDRESS_TEXT_MAX];
 	struct listener *next;
