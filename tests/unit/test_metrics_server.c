@@ -154,7 +154,14 @@ START_TEST(linger_until_eof)
 	bool eof;
 	int fd = client();
 
-	send_all(fd, "GET /metrics HTTP/1.1\r\n\r\nand then some more bytes");
+	char more[6000];
+
+	/* More than the request buffer: the rest is still queued when the
+	 * response goes out. */
+	memset(more, 'x', sizeof(more) - 1);
+	more[sizeof(more) - 1] = '\0';
+	send_all(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+	send_all(fd, more);
 	run_for(100);
 	ck_assert_uint_gt(drain(fd, buf, sizeof(buf), &eof), 0);
 	ck_assert(eof); /* the FIN of shutdown(SHUT_WR) */
