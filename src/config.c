@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "address.h"
 #include "log.h"
@@ -444,54 +447,133 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 	return config_set(cfg, k, value, err, errlen);
 }
 
-int config_load_file(struct config *cfg, const char *path, bool missing_ok, char *err, size_t errlen)
+int config_parse_buffer(struct config *cfg, const char *name, const char *data, size_t len,
+			char *err, size_t errlen)
 {
 	unsigned seen[sizeof(config_knobs) / sizeof(config_knobs[0])] = { 0 };
 	bool listen_seen = false;
 	char msg[CONFIG_ERROR_MAX];
-	char *line = NULL;
-	size_t cap = 0;
+	char line[CONFIG_LINE_MAX + 1];
 	unsigned lineno = 0;
+	size_t pos = 0;
 	int r = 0;
-	FILE *f;
 
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT && missing_ok)
-			return 0;
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		return -1;
-	}
 	/* Work on a copy: a bad file must leave cfg untouched. */
 	struct config *tmp = malloc(sizeof(*tmp));
 	if (!tmp) {
-		fclose(f);
-		snprintf(err, errlen, "%s: out of memory", path);
-		return -1;
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -ENOMEM;
 	}
 	*tmp = *cfg;
-	errno = 0;
-	while (getline(&line, &cap, f) >= 0) {
+	while (pos < len) {
+		const char *start = data + pos;
+		const char *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+
+		pos += n + (nl != NULL);
 		lineno++;
-		if (strlen(line) > 4096) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			r = -1;
+		if (n > CONFIG_LINE_MAX) {
+			snprintf(err, errlen, "%s:%u: line too long (more than %d bytes)", name, lineno,
+				 CONFIG_LINE_MAX);
+			r = -EINVAL;
 			break;
 		}
+		memcpy(line, start, n);
+		line[n] = '\0';
 		if (parse_line(tmp, line, seen, &listen_seen, lineno, msg, sizeof(msg)) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, msg);
-			r = -1;
+			snprintf(err, errlen, "%s:%u: %s", name, lineno, msg);
+			r = -EINVAL;
 			break;
 		}
-	}
-	if (r == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
-		r = -1;
 	}
 	if (r == 0)
 		*cfg = *tmp;
 	free(tmp);
-	free(line);
-	fclose(f);
+	return r;
+}
+
+/* The whole file, from a regular file only: a FIFO or a device would
+ * block `echod -t` or a reload, or never end. */
+static int read_file(const char *path, bool missing_ok, char **data, size_t *len, char *err,
+		     size_t errlen)
+{
+	struct stat st;
+	size_t have = 0;
+	char *buf;
+	int fd, r;
+
+	*data = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT && missing_ok)
+			return 0;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(-r));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		r = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %s", path, CONFIG_FILE_MAX_TEXT);
+		goto fail;
+	}
+	/* One byte more than the limit: a file that grew since fstat() is
+	 * caught by the read that fills it. */
+	buf = malloc(CONFIG_FILE_MAX + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, CONFIG_FILE_MAX + 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
+			free(buf);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		if (have > CONFIG_FILE_MAX) {
+			r = -EFBIG;
+			snprintf(err, errlen, "%s: larger than %s", path, CONFIG_FILE_MAX_TEXT);
+			free(buf);
+			goto fail;
+		}
+	}
+	close(fd);
+	*data = buf;
+	*len = have;
+	return 0;
+
+fail:
+	close(fd);
+	return r;
+}
+
+int config_load_file(struct config *cfg, const char *path, bool missing_ok, char *err, size_t errlen)
+{
+	char *data;
+	size_t len;
+	int r = read_file(path, missing_ok, &data, &len, err, errlen);
+
+	if (r < 0 || !data)
+		return r;
+	r = config_parse_buffer(cfg, path, data, len, err, errlen);
+	free(data);
 	return r;
 }

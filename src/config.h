@@ -11,6 +11,10 @@
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_LISTEN_TEXT_MAX 128
 #define CONFIG_ERROR_MAX 512
+/* Bounds on what a config file may make echod read and hold. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_FILE_MAX_TEXT "1M"
+#define CONFIG_LINE_MAX 4096
 
 enum transform {
 	TRANSFORM_NONE,
@@ -62,9 +66,16 @@ void config_defaults(struct config *cfg);
  * replace. Returns 0, or -1 with a one-line message in err. */
 int config_set(struct config *cfg, const struct knob *k, const char *value, char *err, size_t errlen);
 
-/* Reads a config file over cfg. A missing file is an error unless
- * missing_ok. Returns 0, or -1 with err holding "FILE:LINE: message"
- * (or "FILE: message" for I/O errors). */
+/* Parses config-file text (len bytes, not NUL-terminated) over cfg; name
+ * is the file name used in messages. All or nothing: on error cfg is
+ * untouched. Returns 0, or -errno with err holding "NAME:LINE: message". */
+int config_parse_buffer(struct config *cfg, const char *name, const char *data, size_t len,
+			char *err, size_t errlen);
+
+/* Reads a config file over cfg: a regular file of at most
+ * CONFIG_FILE_MAX bytes, read whole, then config_parse_buffer(). A
+ * missing file is an error unless missing_ok. Returns 0, or -errno with
+ * err holding "FILE:LINE: message" (or "FILE: message" for I/O errors). */
 int config_load_file(struct config *cfg, const char *path, bool missing_ok, char *err, size_t errlen);
 
 /* Writes the effective configuration, one `key = value` a line. */

@@ -4,8 +4,10 @@ of the contract (0, 1, 2, 78) with its message."""
 
 import os
 import re
+import signal
 import socket
 import tempfile
+import time
 
 import harness
 from harness import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, check, fail
@@ -343,6 +345,64 @@ def config_error_on_start():
     _config_error("buffer_size = 1\n", 1, "value out of range when starting", start=True)
 
 
+def _not_a_file(path, what, message, timeout=10):
+    """-t on something other than a small regular file: exit 78 at once,
+    naming the file and why, whatever the file is."""
+    start = time.monotonic()
+    r = run(["-c", path, "-t"], timeout=timeout)
+    took = time.monotonic() - start
+    expect_rc(r, EXIT_CONFIG, what)
+    want = "echod: %s: %s" % (path, message)
+    check(want in r.stderr.splitlines(), what + ": message", want, r.stderr)
+    check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
+    check(took < timeout / 2, what + ": promptly", "< %ss" % (timeout / 2), "%.1fs" % took)
+
+
+def config_fifo():
+    """-c naming a FIFO that nobody writes: exit 78 at once, not a hang."""
+    path = os.path.join(_tmp.name, "fifo.conf")
+    os.mkfifo(path)
+    _not_a_file(path, "echod -t -c FIFO", "not a regular file")
+
+
+def config_device():
+    """-c /dev/zero (endless) and -c /dev/null (a device): exit 78, no memory growth."""
+    _not_a_file("/dev/zero", "echod -t -c /dev/zero", "not a regular file")
+    _not_a_file("/dev/null", "echod -t -c /dev/null", "not a regular file")
+
+
+def config_directory():
+    """-c naming a directory: exit 78."""
+    _not_a_file(_tmp.name, "echod -t -c DIRECTORY", "not a regular file")
+
+
+def config_too_large():
+    """A config file over 1M: exit 78; exactly 1M of comments is read."""
+    path = conf(("#" * 63 + "\n") * (1024 * 1024 // 64), "big.conf")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_OK, "echod -t with a file of exactly 1M")
+    with open(path, "a") as f:
+        f.write("\n")
+    _not_a_file(path, "echod -t with a file of 1M + 1 byte", "larger than 1M")
+
+
+def config_fifo_reload():
+    """SIGHUP while the config file is a FIFO: the error is logged, echod
+    keeps serving (it does not block on the FIFO)."""
+    with harness.Daemon(config="transform = upper\n") as d:
+        d.start()
+        os.unlink(d.config_path)
+        os.mkfifo(d.config_path)
+        since = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"^echod: %s: not a regular file$" % re.escape(d.config_path), timeout=10,
+                   since=since)
+        s = d.connect()
+        harness.echo(s, b"abc", expect=b"ABC", what="echo after a reload from a FIFO")
+        s.close()
+        d.check_alive("echod keeps running after a reload from a FIFO")
+
+
 # ---------------------------------------------------------------- exit 1
 
 def runtime_address_in_use():
@@ -391,6 +451,11 @@ CASES = {
     "config_out_of_range": config_out_of_range,
     "config_missing_file": config_missing_file,
     "config_error_on_start": config_error_on_start,
+    "config_fifo": config_fifo,
+    "config_device": config_device,
+    "config_directory": config_directory,
+    "config_too_large": config_too_large,
+    "config_fifo_reload": config_fifo_reload,
     "runtime_address_in_use": runtime_address_in_use,
     "runtime_udp_address_in_use": runtime_udp_address_in_use,
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -232,7 +233,7 @@ static void expect_error(const char *text, unsigned line, const char *msg)
 {
 	struct config c;
 	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
-	ck_assert_int_eq(load(text, &c, err), -1);
+	ck_assert_int_eq(load(text, &c, err), -EINVAL);
 	snprintf(want, sizeof(want), "%s:%u: %s", path, line, msg);
 	ck_assert_str_eq(err, want);
 	/* A bad file leaves the configuration untouched. */
@@ -312,10 +313,64 @@ START_TEST(file_missing)
 	char err[CONFIG_ERROR_MAX];
 	config_defaults(&c);
 	ck_assert_int_eq(config_load_file(&c, "/nonexistent/echod.conf", true, err, sizeof(err)), 0);
-	ck_assert_int_eq(config_load_file(&c, "/nonexistent/echod.conf", false, err, sizeof(err)), -1);
+	ck_assert_int_eq(config_load_file(&c, "/nonexistent/echod.conf", false, err, sizeof(err)), -ENOENT);
 	ck_assert_str_eq(err, "/nonexistent/echod.conf: cannot open: No such file or directory");
-	ck_assert_int_eq(config_load_file(&c, "/", false, err, sizeof(err)), -1);
-	ck_assert_str_eq(err, "/: cannot read: Is a directory");
+	ck_assert_int_eq(config_load_file(&c, "/", false, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "/: not a regular file");
+}
+END_TEST
+
+START_TEST(file_not_regular)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX], fifo[64];
+	config_defaults(&c);
+	ck_assert_int_eq(config_load_file(&c, "/dev/zero", false, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "/dev/zero: not a regular file");
+	/* A FIFO without a writer would block open() or read() without O_NONBLOCK. */
+	strcpy(fifo, "/tmp/echod-test-fifo-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(fifo));
+	strcat(fifo, "/f");
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_int_eq(config_load_file(&c, fifo, false, err, sizeof(err)), -EINVAL);
+	unlink(fifo);
+	*strrchr(fifo, '/') = '\0';
+	rmdir(fifo);
+	ck_assert_uint_eq(c.backlog, 4096);
+}
+END_TEST
+
+START_TEST(file_too_large)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	char *text = malloc(CONFIG_FILE_MAX + 2);
+	/* Exactly the limit is read; one byte more is refused. */
+	memset(text, '\n', CONFIG_FILE_MAX + 1);
+	text[CONFIG_FILE_MAX] = '\0';
+	ck_assert_int_eq(load(text, &c, err), 0);
+	text[CONFIG_FILE_MAX] = '\n';
+	text[CONFIG_FILE_MAX + 1] = '\0';
+	ck_assert_int_eq(load(text, &c, err), -EFBIG);
+	snprintf(want, sizeof(want), "%s: larger than 1M", path);
+	ck_assert_str_eq(err, want);
+	free(text);
+}
+END_TEST
+
+START_TEST(parse_buffer_not_terminated)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	/* The buffer is not a C string: the length bounds it. */
+	static const char text[] = "backlog = 12345";
+	config_defaults(&c);
+	ck_assert_int_eq(config_parse_buffer(&c, "mem", text, 12, err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.backlog, 12);
+	ck_assert_int_eq(config_parse_buffer(&c, "mem", "bogus = 1", 9, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "mem:1: unknown key 'bogus'");
+	ck_assert_int_eq(config_parse_buffer(&c, "mem", "", 0, err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.backlog, 12);
 }
 END_TEST
 
@@ -381,6 +436,9 @@ static Suite *suite(void)
 	tcase_add_test(t, file_no_trailing_newline_and_crlf);
 	tcase_add_test(t, file_errors);
 	tcase_add_test(t, file_missing);
+	tcase_add_test(t, file_not_regular);
+	tcase_add_test(t, file_too_large);
+	tcase_add_test(t, parse_buffer_not_terminated);
 	tcase_add_test(t, print_every_key);
 	tcase_add_test(t, printed_config_parses_back);
 	suite_add_tcase(s, t);
