@@ -35,9 +35,16 @@ static int parse_unix(const char *path, struct listen_addr *out, char *err, size
 		snprintf(err, errlen, "unix socket path must be absolute or start with '@': '%s'", path);
 		return -1;
 	}
-	if (n < 2 || n >= sizeof(sun->sun_path)) {
-		snprintf(err, errlen, "unix socket path must be 1 to %zu characters: '%s'",
-			 sizeof(sun->sun_path) - 2, path);
+	/* A path needs its terminating NUL in sun_path; an abstract name is
+	 * not terminated, its '@' stands for the leading NUL byte. */
+	if (path[0] == '/' && (n < 2 || n > sizeof(sun->sun_path) - 1)) {
+		snprintf(err, errlen, "unix socket path must be 2 to %zu characters: '%s'",
+			 sizeof(sun->sun_path) - 1, path);
+		return -1;
+	}
+	if (path[0] == '@' && (n < 2 || n > sizeof(sun->sun_path))) {
+		snprintf(err, errlen, "abstract unix socket name must be 1 to %zu characters after '@': '%s'",
+			 sizeof(sun->sun_path) - 1, path);
 		return -1;
 	}
 	memset(sun, 0, sizeof(*sun));

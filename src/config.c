@@ -284,11 +284,45 @@ static int set_listen(struct config *cfg, const char *value, char *err, size_t e
 	return 0;
 }
 
+/* The first control character of s (a byte below 0x20 other than tab, or
+ * 0x7f), or 0. None is valid in any value, and refusing them keeps every
+ * value printable by `echod -t` on a line of its own. */
+static int control_char(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return c;
+	}
+	return 0;
+}
+
+/* Copies at most max bytes of s to buf for a message, control characters
+ * escaped as \xNN, so that an error never carries raw control bytes. */
+void config_quote(char *buf, size_t size, const char *s, size_t max)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; s[i] && i < max && o + 5 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+}
+
 int config_set(struct config *cfg, const struct knob *k, const char *value, char *err, size_t errlen)
 {
 	uint64_t v = 0;
 	int r = -EINVAL;
+	int c = control_char(value);
 
+	if (c) {
+		snprintf(err, errlen, "invalid value for '%s': control character 0x%02x", k->name, c);
+		return -1;
+	}
 	switch (k->type) {
 	case KNOB_LISTEN:
 		return set_listen(cfg, value, err, errlen);
@@ -407,6 +441,7 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 		      unsigned lineno, char *err, size_t errlen)
 {
 	char *eq, *key, *value;
+	char text[64 * 4 + 1];
 	const struct knob *k;
 
 	line = trim(line);
@@ -414,7 +449,8 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 		return 0;
 	eq = strchr(line, '=');
 	if (!eq) {
-		snprintf(err, errlen, "expected 'key = value', got '%.64s'", line);
+		config_quote(text, sizeof(text), line, 64);
+		snprintf(err, errlen, "expected 'key = value', got '%s'", text);
 		return -1;
 	}
 	*eq = '\0';
@@ -426,7 +462,8 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 	}
 	k = config_find_knob(key);
 	if (!k) {
-		snprintf(err, errlen, "unknown key '%.64s'", key);
+		config_quote(text, sizeof(text), key, 64);
+		snprintf(err, errlen, "unknown key '%s'", text);
 		return -1;
 	}
 	if (*value == '\0') {
@@ -465,6 +502,10 @@ int config_parse_buffer(struct config *cfg, const char *name, const char *data, 
 		return -ENOMEM;
 	}
 	*tmp = *cfg;
+	/* A UTF-8 byte-order mark, as some editors write, is not part of the
+	 * first key. */
+	if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
 	while (pos < len) {
 		const char *start = data + pos;
 		const char *nl = memchr(start, '\n', len - pos);
@@ -475,6 +516,12 @@ int config_parse_buffer(struct config *cfg, const char *name, const char *data, 
 		if (n > CONFIG_LINE_MAX) {
 			snprintf(err, errlen, "%s:%u: line too long (more than %d bytes)", name, lineno,
 				 CONFIG_LINE_MAX);
+			r = -EINVAL;
+			break;
+		}
+		/* A C string would end at the NUL and silently drop the rest. */
+		if (memchr(start, '\0', n)) {
+			snprintf(err, errlen, "%s:%u: NUL byte in the line", name, lineno);
 			r = -EINVAL;
 			break;
 		}

@@ -78,6 +78,10 @@ int config_parse_buffer(struct config *cfg, const char *name, const char *data, 
  * err holding "FILE:LINE: message" (or "FILE: message" for I/O errors). */
 int config_load_file(struct config *cfg, const char *path, bool missing_ok, char *err, size_t errlen);
 
+/* Copies at most max bytes of s to buf for a message, with control
+ * characters escaped as \xNN. */
+void config_quote(char *buf, size_t size, const char *s, size_t max);
+
 /* Writes the effective configuration, one `key = value` a line. */
 void config_print(const struct config *cfg, FILE *out);
 

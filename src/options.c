@@ -77,6 +77,51 @@ static const char *option_name(int opt)
 	return "?";
 }
 
+/* The long option that `--NAME=VALUE` (or an unambiguous prefix of NAME)
+ * names, if it takes no value; NULL otherwise. */
+static const struct option *valueless_long(const char *arg)
+{
+	const struct option *found = NULL;
+	const char *eq;
+	size_t n;
+
+	if (strncmp(arg, "--", 2) != 0 || !(eq = strchr(arg, '=')))
+		return NULL;
+	arg += 2;
+	n = (size_t)(eq - arg);
+	for (const struct option *lo = long_options; lo->name; lo++) {
+		if (strncmp(lo->name, arg, n) != 0)
+			continue;
+		if (lo->name[n] == '\0')
+			return lo->has_arg == no_argument ? lo : NULL;
+		if (found)
+			return NULL; /* ambiguous */
+		found = lo;
+	}
+	return found && found->has_arg == no_argument ? found : NULL;
+}
+
+/* getopt's optopt says little: for `--help=x` it is 'h'. Name what was
+ * typed, quoted so that control characters never reach the terminal. */
+static void report_unknown(const char *arg)
+{
+	const struct option *lo = valueless_long(arg);
+	char text[64 * 4 + 1];
+
+	if (lo) {
+		fprintf(stderr, "echod: option '--%s' takes no value\n", lo->name);
+		return;
+	}
+	if (strncmp(arg, "--", 2) == 0) {
+		config_quote(text, sizeof(text), arg, 64);
+		fprintf(stderr, "echod: unknown option '%s'\n", text);
+	} else if (optopt > 0x20 && optopt < 0x7f) {
+		fprintf(stderr, "echod: unknown option '-%c'\n", optopt);
+	} else {
+		fprintf(stderr, "echod: unknown option '-\\x%02x'\n", (unsigned char)optopt);
+	}
+}
+
 int options_parse(int argc, char **argv, struct options *o)
 {
 	struct config scratch;
@@ -110,10 +155,7 @@ int options_parse(int argc, char **argv, struct options *o)
 			fprintf(stderr, "echod: option '%s' needs a value\n", argv[optind - 1]);
 			goto usage_error;
 		case '?':
-			if (optopt)
-				fprintf(stderr, "echod: unknown option '-%c'\n", optopt);
-			else
-				fprintf(stderr, "echod: unknown option '%s'\n", argv[optind - 1]);
+			report_unknown(argv[optind - 1]);
 			goto usage_error;
 		}
 		k = knob_for(c);

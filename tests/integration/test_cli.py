@@ -403,6 +403,66 @@ def config_fifo_reload():
         d.check_alive("echod keeps running after a reload from a FIFO")
 
 
+def config_nul_byte():
+    """A NUL byte in the file: exit 78 naming its line (nothing after it is dropped silently)."""
+    path = os.path.join(_tmp.name, "nul.conf")
+    with open(path, "wb") as f:
+        f.write(b"# line 1\nbacklog = 10\0garbage\n")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_CONFIG, "a NUL byte on line 2")
+    want = "echod: %s:2: NUL byte in the line" % path
+    check(want in r.stderr.splitlines(), "a NUL byte on line 2: message", want, r.stderr)
+
+
+def config_byte_order_mark():
+    """A UTF-8 byte-order mark at the start of the file is skipped."""
+    path = os.path.join(_tmp.name, "bom.conf")
+    with open(path, "wb") as f:
+        f.write(b"\xef\xbb\xbflisten = 127.0.0.1:7\nbacklog = 12\n")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_OK, "a file starting with a byte-order mark")
+    got = parse_t(r.stdout)
+    check(("listen", "127.0.0.1:7") in got and ("backlog", "12") in got,
+          "the first key after the byte-order mark", "listen = 127.0.0.1:7", r.stdout)
+
+
+def usage_control_character():
+    """A control character in an option's value: exit 2; -t can never print
+    a line the value did not come from."""
+    for args in (["-l", "unix:/run/x\nbuffer_size = 64M"], ["--listen=unix:/run/\x1b[1m"],
+                 ["-T", "upper\r"], ["-i", "5\x7f"]):
+        r = run(["-c", conf("")] + args + ["-t"])
+        expect_rc(r, EXIT_USAGE, "echod %r -t" % args)
+        check("control character" in r.stderr, "echod %r: message" % args,
+              "... control character ...", r.stderr)
+        check(r.stdout == "", "echod %r: nothing on stdout" % args, "", r.stdout)
+    # In the file: 78.
+    _config_error("# line 1\nlisten = unix:/run/x\rbacklog = 1\n", 2, "a CR inside a value")
+
+
+def usage_option_takes_no_value():
+    """--help=x, --check-config=yes, --version=x: the message names the
+    option typed and says it takes no value."""
+    for arg, name in (("--help=x", "--help"), ("--check-config=yes", "--check-config"),
+                      ("--version=x", "--version"), ("--check=1", "--check-config")):
+        r = run(["-c", conf(""), arg])
+        expect_rc(r, EXIT_USAGE, "echod %s" % arg)
+        want = "echod: option '%s' takes no value" % name
+        check(want in r.stderr.splitlines(), "echod %s: message" % arg, want, r.stderr)
+        check(r.stdout == "", "echod %s: nothing on stdout" % arg, "", r.stdout)
+
+
+def config_unix_path_length():
+    """A unix path of 107 characters is accepted; 108 is refused with the true bound."""
+    path = "/" + "p" * 106
+    r = run(["-c", conf("listen = unix:%s\n" % path), "-t"])
+    expect_rc(r, EXIT_OK, "a unix socket path of 107 characters")
+    r = run(["-c", conf(""), "-l", "unix:%sp" % path, "-t"])
+    expect_rc(r, EXIT_USAGE, "a unix socket path of 108 characters")
+    check("2 to 107 characters" in r.stderr, "the bound in the message", "2 to 107 characters",
+          r.stderr)
+
+
 # ---------------------------------------------------------------- exit 1
 
 def runtime_address_in_use():
@@ -456,6 +516,11 @@ CASES = {
     "config_directory": config_directory,
     "config_too_large": config_too_large,
     "config_fifo_reload": config_fifo_reload,
+    "config_nul_byte": config_nul_byte,
+    "config_byte_order_mark": config_byte_order_mark,
+    "usage_control_character": usage_control_character,
+    "usage_option_takes_no_value": usage_option_takes_no_value,
+    "config_unix_path_length": config_unix_path_length,
     "runtime_address_in_use": runtime_address_in_use,
     "runtime_udp_address_in_use": runtime_udp_address_in_use,
 }

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -9,7 +10,7 @@
 #include "check_main.h"
 
 static struct listen_addr a;
-static char err[256];
+static char err[512];
 
 static void roundtrip(const char *text, enum listen_kind kind, const char *shown)
 {
@@ -68,11 +69,37 @@ START_TEST(errors)
 	rejects("[::1", "expected [IPV6]:PORT: '[::1'");
 	rejects("[1.2.3.4]:7", "invalid IPv6 address '1.2.3.4'");
 	rejects("unix:relative", "unix socket path must be absolute or start with '@': 'relative'");
-	rejects("unix:/", "unix socket path must be 1 to 106 characters: '/'");
+	rejects("unix:/", "unix socket path must be 2 to 107 characters: '/'");
+	rejects("unix:@", "abstract unix socket name must be 1 to 107 characters after '@': '@'");
 	char longpath[200] = "unix:/";
 	memset(longpath + 6, 'x', 150);
 	longpath[156] = '\0';
 	ck_assert_int_eq(address_parse(longpath, &a, err, sizeof(err)), -1);
+}
+END_TEST
+
+/* sun_path holds 108 bytes: a path of 107 and its NUL, or an abstract
+ * name of 107 after its leading NUL. The messages state those bounds. */
+START_TEST(unix_length_bounds)
+{
+	char text[200], msg[300];
+	memset(text, 0, sizeof(text));
+	strcpy(text, "unix:/");
+	memset(text + 6, 'p', 106); /* a path of 107 characters */
+	roundtrip(text, LISTEN_UNIX, text);
+	ck_assert_uint_eq(a.len, sizeof(struct sockaddr_un));
+	text[6 + 106] = 'p'; /* 108 */
+	snprintf(msg, sizeof(msg), "unix socket path must be 2 to 107 characters: '%s'", text + 5);
+	rejects(text, msg);
+
+	memset(text, 0, sizeof(text));
+	strcpy(text, "unix:@");
+	memset(text + 6, 'a', 107); /* an abstract name of 107 */
+	roundtrip(text, LISTEN_UNIX, text);
+	ck_assert_uint_eq(a.len, sizeof(struct sockaddr_un));
+	text[6 + 107] = 'a'; /* 108 */
+	snprintf(msg, sizeof(msg), "abstract unix socket name must be 1 to 107 characters after '@': '%s'", text + 5);
+	rejects(text, msg);
 }
 END_TEST
 
@@ -83,6 +110,7 @@ static Suite *suite(void)
 	tcase_add_test(t, ip_forms);
 	tcase_add_test(t, unix_forms);
 	tcase_add_test(t, errors);
+	tcase_add_test(t, unix_length_bounds);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -374,6 +374,60 @@ START_TEST(parse_buffer_not_terminated)
 }
 END_TEST
 
+/* Files with bytes a C string or an editor gets wrong: the buffer is
+ * given with its length, so that NUL bytes reach the parser. */
+static int load_bytes(const char *text, size_t len, struct config *c, char *err)
+{
+	config_defaults(c);
+	return config_parse_buffer(c, "f", text, len, err, CONFIG_ERROR_MAX);
+}
+
+START_TEST(file_nul_byte)
+{
+	static const char text[] = "# x\nbacklog = 10\0garbage\n";
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load_bytes(text, sizeof(text) - 1, &c, err), -EINVAL);
+	ck_assert_str_eq(err, "f:2: NUL byte in the line");
+	ck_assert_uint_eq(c.backlog, 4096);
+	/* Also in a comment: it is the file that is broken. */
+	ck_assert_int_eq(load_bytes("#\0\n", 3, &c, err), -EINVAL);
+	ck_assert_str_eq(err, "f:1: NUL byte in the line");
+}
+END_TEST
+
+START_TEST(file_byte_order_mark)
+{
+	static const char text[] = "\xef\xbb\xbf" "backlog = 10\n";
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load_bytes(text, sizeof(text) - 1, &c, err), 0);
+	ck_assert_uint_eq(c.backlog, 10);
+	/* Only at the start of the file. */
+	static const char later[] = "backlog = 10\n\xef\xbb\xbf" "listen = 7\n";
+	ck_assert_int_eq(load_bytes(later, sizeof(later) - 1, &c, err), -EINVAL);
+	ck_assert_str_eq(err, "f:2: unknown key '\xef\xbb\xbflisten'");
+}
+END_TEST
+
+START_TEST(control_characters)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	config_defaults(&c);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "unix:/run/x\nbuffer_size = 64M", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'listen': control character 0x0a");
+	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper\x7f", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'transform': control character 0x7f");
+	expect_error("listen = unix:/run/\x1b[31m\n", 1, "invalid value for 'listen': control character 0x1b");
+	expect_error("back\vlog = 1\n", 1, "unknown key 'back\\x0blog'");
+	expect_error("back\x01log\n", 1, "expected 'key = value', got 'back\\x01log'");
+	/* A CR before the newline is white space (CRLF files). */
+	ck_assert_int_eq(load_bytes("backlog = 9\r\n", 13, &c, err), 0);
+	ck_assert_uint_eq(c.backlog, 9);
+}
+END_TEST
+
 START_TEST(print_every_key)
 {
 	struct config c;
@@ -439,6 +493,9 @@ static Suite *suite(void)
 	tcase_add_test(t, file_not_regular);
 	tcase_add_test(t, file_too_large);
 	tcase_add_test(t, parse_buffer_not_terminated);
+	tcase_add_test(t, file_nul_byte);
+	tcase_add_test(t, file_byte_order_mark);
+	tcase_add_test(t, control_characters);
 	tcase_add_test(t, print_every_key);
 	tcase_add_test(t, printed_config_parses_back);
 	suite_add_tcase(s, t);
