@@ -1,6 +1,7 @@
 #include "address.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -57,6 +58,21 @@ static int parse_unix(const char *path, struct listen_addr *out, char *err, size
 	return 0;
 }
 
+/* "localhost", "echo.example.com": worth the hint that names are not
+ * resolved. "300.1.1.1" or "1.2.3" is a mistyped address, not a name. */
+static bool looks_like_host_name(const char *s)
+{
+	bool letter = false;
+
+	for (; *s; s++) {
+		if (isalpha((unsigned char)*s))
+			letter = true;
+		else if (!isdigit((unsigned char)*s) && *s != '-' && *s != '.')
+			return false;
+	}
+	return letter;
+}
+
 static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + IF_NAMESIZE];
@@ -110,7 +126,8 @@ static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t
 	if (text[0] != '[') {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&out->sa;
 		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
-			snprintf(err, errlen, "invalid IPv4 address '%s' (host names are not resolved)", host);
+			snprintf(err, errlen, "invalid IPv4 address '%s'%s", host,
+				 looks_like_host_name(host) ? " (host names are not resolved)" : "");
 			return -1;
 		}
 		s4->sin_family = AF_INET;
@@ -143,6 +160,10 @@ int address_parse(const char *text, struct listen_addr *out, char *err, size_t e
 	if (strncmp(text, "udp:", 4) == 0) {
 		out->kind = LISTEN_UDP;
 		text += 4;
+		if (strncmp(text, "unix:", 5) == 0) {
+			snprintf(err, errlen, "UDP needs an IP address, not a unix socket: 'udp:%s'", text);
+			return -1;
+		}
 	} else if (strncmp(text, "tcp:", 4) == 0) {
 		text += 4;
 	}

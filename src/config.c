@@ -52,6 +52,54 @@ const struct knob *config_find_knob(const char *name)
 	return NULL;
 }
 
+/* Levenshtein distance of a and b, giving up (returning limit + 1) once
+ * it exceeds limit; b is a knob name, short by construction. */
+static size_t edit_distance(const char *a, const char *b, size_t limit)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t row[64];
+
+	if (lb >= sizeof(row) / sizeof(row[0]) || (la > lb ? la - lb : lb - la) > limit)
+		return limit + 1;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0], best;
+		row[0] = i;
+		best = row[0];
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t v = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < v)
+				v = up + 1;
+			if (row[j - 1] + 1 < v)
+				v = row[j - 1] + 1;
+			row[j] = v;
+			diag = up;
+			if (v < best)
+				best = v;
+		}
+		if (best > limit)
+			return limit + 1;
+	}
+	return row[lb];
+}
+
+const struct knob *config_nearest_knob(const char *name)
+{
+	const struct knob *best = NULL;
+	size_t best_d = CONFIG_SUGGEST_DISTANCE + 1;
+
+	for (size_t i = 0; i < config_n_knobs; i++) {
+		size_t d = edit_distance(name, config_knobs[i].name, CONFIG_SUGGEST_DISTANCE);
+		if (d < best_d) {
+			best_d = d;
+			best = &config_knobs[i];
+		}
+	}
+	return best;
+}
+
 static uint64_t *field(struct config *cfg, const struct knob *k)
 {
 	return (uint64_t *)((char *)cfg + k->offset);
@@ -313,6 +361,16 @@ void config_quote(char *buf, size_t size, const char *s, size_t max)
 	buf[o] = '\0';
 }
 
+/* `value # comment`: white space then '#'. Read as part of the value it
+ * would be wrong however it parsed, so it is refused everywhere. */
+static bool inline_comment(const char *s)
+{
+	for (const char *p = strchr(s, '#'); p; p = strchr(p + 1, '#'))
+		if (p > s && isspace((unsigned char)p[-1]))
+			return true;
+	return false;
+}
+
 int config_set(struct config *cfg, const struct knob *k, const char *value, char *err, size_t errlen)
 {
 	uint64_t v = 0;
@@ -321,6 +379,19 @@ int config_set(struct config *cfg, const struct knob *k, const char *value, char
 
 	if (c) {
 		snprintf(err, errlen, "invalid value for '%s': control character 0x%02x", k->name, c);
+		return -1;
+	}
+	/* The file trims values; one from the command line must read back
+	 * the same from `echod -t` output. */
+	if (*value && (isspace((unsigned char)value[0]) || isspace((unsigned char)value[strlen(value) - 1]))) {
+		snprintf(err, errlen, "invalid value for '%s': '%s' (white space around the value)", k->name,
+			 value);
+		return -1;
+	}
+	if (inline_comment(value)) {
+		snprintf(err, errlen,
+			 "invalid value for '%s': '%s' (inline comments are not allowed: a comment must be on a line of its own)",
+			 k->name, value);
 		return -1;
 	}
 	switch (k->type) {
@@ -462,8 +533,12 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 	}
 	k = config_find_knob(key);
 	if (!k) {
+		const struct knob *near = config_nearest_knob(key);
 		config_quote(text, sizeof(text), key, 64);
-		snprintf(err, errlen, "unknown key '%s'", text);
+		if (near)
+			snprintf(err, errlen, "unknown key '%s' (did you mean '%s'?)", text, near->name);
+		else
+			snprintf(err, errlen, "unknown key '%s'", text);
 		return -1;
 	}
 	if (*value == '\0') {

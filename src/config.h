@@ -59,6 +59,11 @@ extern const size_t config_n_knobs;
 
 const struct knob *config_find_knob(const char *name);
 
+/* The knob whose name is nearest to name (a typo: at most
+ * CONFIG_SUGGEST_DISTANCE edits away), or NULL. */
+#define CONFIG_SUGGEST_DISTANCE 2
+const struct knob *config_nearest_knob(const char *name);
+
 /* Fills cfg with the built-in defaults. */
 void config_defaults(struct config *cfg);
 

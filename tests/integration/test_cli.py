@@ -463,6 +463,44 @@ def config_unix_path_length():
           r.stderr)
 
 
+def _config_message(text, line, message, what):
+    path = conf(text, "msg.conf")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_CONFIG, what)
+    want = "echod: %s:%d: %s" % (path, line, message)
+    check(want in r.stderr.splitlines(), what + ": message", want, r.stderr)
+
+
+def config_did_you_mean():
+    """An unknown key near a known one: the message suggests it."""
+    _config_message("bufer_size = 1K\n", 1,
+                    "unknown key 'bufer_size' (did you mean 'buffer_size'?)", "a typo in a key")
+    _config_message("# x\nBacklog = 1\n", 2,
+                    "unknown key 'Backlog' (did you mean 'backlog'?)", "a key with the wrong case")
+    _config_message("colour = blue\n", 1, "unknown key 'colour'", "a key near none")
+
+
+def config_inline_comment():
+    """`backlog = 10 # comment`: the message says inline comments are not allowed."""
+    _config_message("backlog = 10 # comment\n", 1,
+                    "invalid value for 'backlog': '10 # comment' (inline comments are not allowed: "
+                    "a comment must be on a line of its own)", "an inline comment")
+
+
+def usage_address_messages():
+    """udp:unix: says UDP needs an IP address; 300.1.1.1 is not called a host name."""
+    for value, want, unwanted in (
+            ("udp:unix:/x", "UDP needs an IP address", None),
+            ("300.1.1.1:7", "invalid IPv4 address '300.1.1.1'", "host names"),
+            ("echo.example.com:7", "host names are not resolved", None)):
+        r = run(["-c", conf(""), "-l", value, "-t"])
+        expect_rc(r, EXIT_USAGE, "echod -l %s" % value)
+        check(want in r.stderr, "echod -l %s: message" % value, want, r.stderr)
+        if unwanted:
+            check(unwanted not in r.stderr, "echod -l %s: no misleading hint" % value,
+                  "no '%s'" % unwanted, r.stderr)
+
+
 # ---------------------------------------------------------------- exit 1
 
 def runtime_address_in_use():
@@ -521,6 +559,9 @@ CASES = {
     "usage_control_character": usage_control_character,
     "usage_option_takes_no_value": usage_option_takes_no_value,
     "config_unix_path_length": config_unix_path_length,
+    "config_did_you_mean": config_did_you_mean,
+    "config_inline_comment": config_inline_comment,
+    "usage_address_messages": usage_address_messages,
     "runtime_address_in_use": runtime_address_in_use,
     "runtime_udp_address_in_use": runtime_udp_address_in_use,
 }

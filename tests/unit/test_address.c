@@ -64,6 +64,10 @@ START_TEST(errors)
 	rejects("127.0.0.1:x", "invalid port 'x' (expected 0 to 65535)");
 	rejects("127.0.0.1:-1", "invalid port '-1' (expected 0 to 65535)");
 	rejects("localhost:7", "invalid IPv4 address 'localhost' (host names are not resolved)");
+	rejects("echo.example.com:7", "invalid IPv4 address 'echo.example.com' (host names are not resolved)");
+	rejects("300.1.1.1:7", "invalid IPv4 address '300.1.1.1'");
+	rejects("1.2.3:7", "invalid IPv4 address '1.2.3'");
+	rejects("udp:unix:/x", "UDP needs an IP address, not a unix socket: 'udp:unix:/x'");
 	rejects("::1:7", "invalid address '::1:7' (IPv6 addresses go in brackets: [::1]:7)");
 	rejects("[::1]7", "expected [IPV6]:PORT: '[::1]7'");
 	rejects("[::1", "expected [IPV6]:PORT: '[::1'");

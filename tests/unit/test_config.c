@@ -189,8 +189,23 @@ START_TEST(set_messages)
 	ck_assert_int_eq(config_set(&c, config_find_knob("reuse_port"), "maybe", err, sizeof(err)), -1);
 	ck_assert_str_eq(err, "invalid value for 'reuse_port': 'maybe' (expected yes, no, true, false, on, off, 1 or 0)");
 	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "1.2.3:7", err, sizeof(err)), -1);
-	ck_assert_str_eq(err, "invalid value for 'listen': invalid IPv4 address '1.2.3' (host names are not resolved)");
+	ck_assert_str_eq(err, "invalid value for 'listen': invalid IPv4 address '1.2.3'");
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), " 7", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "invalid value for 'listen': ' 7' (white space around the value)");
+	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper ", err, sizeof(err)), -1);
 	ck_assert_uint_eq(c.backlog, 4096);
+}
+END_TEST
+
+START_TEST(did_you_mean)
+{
+	ck_assert_str_eq(config_nearest_knob("bufer_size")->name, "buffer_size");
+	ck_assert_str_eq(config_nearest_knob("Backlog")->name, "backlog");
+	ck_assert_str_eq(config_nearest_knob("loglevel")->name, "log_level");
+	ck_assert_str_eq(config_nearest_knob("max_connection")->name, "max_connections");
+	ck_assert_ptr_null(config_nearest_knob("colour"));
+	ck_assert_ptr_null(config_nearest_knob(""));
+	ck_assert_ptr_null(config_nearest_knob("a"));
 }
 END_TEST
 
@@ -288,6 +303,7 @@ END_TEST
 START_TEST(file_errors)
 {
 	expect_error("bogus = 1\n", 1, "unknown key 'bogus'");
+	expect_error("bufer_size = 1K\n", 1, "unknown key 'bufer_size' (did you mean 'buffer_size'?)");
 	expect_error("\n# x\nbacklog = 1\nbacklog = 2\n", 4, "'backlog' is already set on line 3");
 	expect_error("backlog\n", 1, "expected 'key = value', got 'backlog'");
 	expect_error(" = 4\n", 1, "missing key before '='");
@@ -303,7 +319,9 @@ START_TEST(file_errors)
 	expect_error("listen = 127.0.0.1:7\nlisten = 127.0.0.1:99999\n", 2,
 		     "invalid value for 'listen': invalid port '99999' (expected 0 to 65535)");
 	expect_error("backlog = 10 # inline comments are not comments\n", 1,
-		     "invalid value for 'backlog': '10 # inline comments are not comments' (expected a whole number from 1 to 65535)");
+		     "invalid value for 'backlog': '10 # inline comments are not comments' (inline comments are not allowed: a comment must be on a line of its own)");
+	expect_error("listen = unix:/run/a\t#b\n", 1,
+		     "invalid value for 'listen': 'unix:/run/a\t#b' (inline comments are not allowed: a comment must be on a line of its own)");
 }
 END_TEST
 
@@ -420,7 +438,7 @@ START_TEST(control_characters)
 	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper\x7f", err, sizeof(err)), -1);
 	ck_assert_str_eq(err, "invalid value for 'transform': control character 0x7f");
 	expect_error("listen = unix:/run/\x1b[31m\n", 1, "invalid value for 'listen': control character 0x1b");
-	expect_error("back\vlog = 1\n", 1, "unknown key 'back\\x0blog'");
+	expect_error("back\vlog = 1\n", 1, "unknown key 'back\\x0blog' (did you mean 'backlog'?)");
 	expect_error("back\x01log\n", 1, "expected 'key = value', got 'back\\x01log'");
 	/* A CR before the newline is white space (CRLF files). */
 	ck_assert_int_eq(load_bytes("backlog = 9\r\n", 13, &c, err), 0);
@@ -484,6 +502,7 @@ static Suite *suite(void)
 	tcase_add_test(t, every_knob_has_a_default_and_doc);
 	tcase_add_test(t, set_messages);
 	tcase_add_test(t, listen_limit);
+	tcase_add_test(t, did_you_mean);
 	suite_add_tcase(s, t);
 	t = tcase_create("file");
 	tcase_add_test(t, file_full);
