@@ -9,40 +9,45 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "address.h"
-#include "log.h"
+#include "util.h"
 
-#define KIB 1024ULL
 #define MIB (1024ULL * 1024ULL)
 #define SECOND_MS 1000ULL
 #define MINUTE_MS (60ULL * SECOND_MS)
 #define DAY_MS (24ULL * 60ULL * MINUTE_MS)
 
-#define FIELD(f) offsetof(struct config, f)
+#define KNOB(name, type, f, min, max, def, doc) \
+	{ name, &type, offsetof(struct config, f), sizeof(((struct config *)0)->f), min, max, def, doc }
 
-/* Every knob, its bounds, default and meaning: the one place to add one.
- * The man page and `echod -t` follow this order. */
+/* `listen` is n_listen and the array after it, read as one field. */
+#define LISTEN_SIZE (offsetof(struct config, listen) + sizeof(((struct config *)0)->listen) - \
+		     offsetof(struct config, n_listen))
+
+/* Every knob, its bounds, default and meaning: the one place to add one
+ * (with its field in struct config). The man page and `echod -t` follow
+ * this order. */
 const struct knob config_knobs[] = {
-	{ "listen", KNOB_LISTEN, 0, 0, 0, "[::]:7",
+	{ "listen", &knob_listen, offsetof(struct config, n_listen), LISTEN_SIZE, 0, 0, "[::]:7",
 	  "address to listen on; may repeat" },
-	{ "backlog", KNOB_UINT, FIELD(backlog), 1, 65535, "4096",
-	  "listen(2) backlog" },
-	{ "buffer_size", KNOB_SIZE, FIELD(buffer_size), 64, 64 * MIB, "16K",
-	  "most unsent bytes a connection may hold" },
-	{ "max_connections", KNOB_UINT, FIELD(max_connections), 0, 10000000, "0",
-	  "concurrent connections; 0 = only the fd limit" },
-	{ "idle_timeout", KNOB_DURATION, FIELD(idle_timeout_ms), 0, 30 * DAY_MS, "0",
-	  "close connections idle this long; 0 = never" },
-	{ "shutdown_timeout", KNOB_DURATION, FIELD(shutdown_timeout_ms), 0, 60 * MINUTE_MS, "5s",
-	  "how long SIGTERM waits for pending echoes" },
-	{ "transform", KNOB_TRANSFORM, FIELD(transform), 0, 0, "none",
-	  "none, or upper: a-z sent back as A-Z" },
-	{ "reuse_port", KNOB_BOOL, FIELD(reuse_port), 0, 1, "no",
-	  "SO_REUSEPORT on sockets echod opens itself" },
-	{ "log_level", KNOB_LOG_LEVEL, FIELD(log_level), 0, 0, "info",
-	  "err, warning, notice, info or debug" },
+	KNOB("backlog", knob_uint32, backlog, 1, 65535, "4096",
+	     "listen(2) backlog"),
+	KNOB("buffer_size", knob_size32, buffer_size, 64, 64 * MIB, "16K",
+	     "most unsent bytes a connection may hold"),
+	KNOB("max_connections", knob_uint32, max_connections, 0, 10000000, "0",
+	     "concurrent connections; 0 = only the fd limit"),
+	KNOB("idle_timeout", knob_duration_ms, idle_timeout_ms, 0, 30 * DAY_MS, "0",
+	     "close connections idle this long; 0 = never"),
+	KNOB("shutdown_timeout", knob_duration_ms, shutdown_timeout_ms, 0, 60 * MINUTE_MS, "5s",
+	     "how long SIGTERM waits for pending echoes"),
+	KNOB("transform", knob_transform, transform, 0, 0, "none",
+	     "none, or upper: a-z sent back as A-Z"),
+	KNOB("reuse_port", knob_bool, reuse_port, 0, 1, "no",
+	     "SO_REUSEPORT on sockets echod opens itself"),
+	KNOB("log_level", knob_log_level, log_level, 0, 0, "info",
+	     "err, warning, notice, info or debug"),
 };
-const size_t config_n_knobs = sizeof(config_knobs) / sizeof(config_knobs[0]);
+const size_t config_n_knobs = ARRAY_SIZE(config_knobs);
+_Static_assert(ARRAY_SIZE(config_knobs) <= CONFIG_MAX_KNOBS, "raise CONFIG_MAX_KNOBS");
 
 const struct knob *config_find_knob(const char *name)
 {
@@ -100,237 +105,17 @@ const struct knob *config_nearest_knob(const char *name)
 	return best;
 }
 
-static uint64_t *field(struct config *cfg, const struct knob *k)
+static void *field(struct config *cfg, const struct knob *k)
 {
-	return (uint64_t *)((char *)cfg + k->offset);
+	return (char *)cfg + k->offset;
 }
 
-static uint64_t field_value(const struct config *cfg, const struct knob *k)
+static const void *field_of(const struct config *cfg, const struct knob *k)
 {
-	return *(const uint64_t *)((const char *)cfg + k->offset);
-}
-
-/* ---- value parsers ---- */
-
-/* Strict decimal: digits only, no sign, no white space, no overflow. */
-static int parse_digits(const char **sp, uint64_t *out)
-{
-	const char *s = *sp;
-	uint64_t v = 0;
-
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*s); s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*sp = s;
-	*out = v;
-	return 0;
-}
-
-static int scaled(uint64_t v, uint64_t unit, uint64_t min, uint64_t max, uint64_t *out)
-{
-	if (unit && v > UINT64_MAX / unit)
-		return -ERANGE;
-	v *= unit;
-	if (v < min || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v;
-	int r = parse_digits(&s, &v);
-
-	if (r < 0)
-		return r;
-	if (*s != '\0')
-		return -EINVAL;
-	return scaled(v, 1, min, max, out);
-}
-
-int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v, unit = 1;
-	int r = parse_digits(&s, &v);
-
-	if (r < 0)
-		return r;
-	if (*s == 'K' || *s == 'k')
-		unit = KIB, s++;
-	else if (*s == 'M' || *s == 'm')
-		unit = MIB, s++;
-	if (*s != '\0')
-		return -EINVAL;
-	return scaled(v, unit, min, max, out);
-}
-
-int parse_duration_ms(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v, unit;
-	int r = parse_digits(&s, &v);
-
-	if (r < 0)
-		return r;
-	if (*s == '\0' || strcmp(s, "s") == 0)
-		unit = SECOND_MS;
-	else if (strcmp(s, "ms") == 0)
-		unit = 1;
-	else if (strcmp(s, "min") == 0)
-		unit = MINUTE_MS;
-	else
-		return -EINVAL;
-	return scaled(v, unit, min, max, out);
-}
-
-int parse_bool(const char *s, bool *out)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < 4; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static const char *const transform_names[] = {
-	[TRANSFORM_NONE] = "none",
-	[TRANSFORM_UPPER] = "upper",
-};
-
-int parse_transform(const char *s, enum transform *out)
-{
-	for (size_t i = 0; i < sizeof(transform_names) / sizeof(transform_names[0]); i++) {
-		if (strcmp(s, transform_names[i]) == 0) {
-			*out = (enum transform)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-const char *transform_name(enum transform t)
-{
-	return t <= TRANSFORM_UPPER ? transform_names[t] : "?";
-}
-
-static const char *const level_names[] = {
-	[LOG_LEVEL_ERR] = "err",
-	[LOG_LEVEL_WARNING] = "warning",
-	[LOG_LEVEL_NOTICE] = "notice",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_DEBUG] = "debug",
-};
-
-int parse_log_level(const char *s, int *out)
-{
-	for (int i = LOG_LEVEL_ERR; i <= LOG_LEVEL_DEBUG; i++) {
-		if (strcmp(s, level_names[i]) == 0) {
-			*out = i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-const char *log_level_name(int level)
-{
-	return level >= LOG_LEVEL_ERR && level <= LOG_LEVEL_DEBUG ? level_names[level] : "?";
-}
-
-void format_size(uint64_t bytes, char *buf, size_t size)
-{
-	if (bytes && bytes % MIB == 0)
-		snprintf(buf, size, "%lluM", (unsigned long long)(bytes / MIB));
-	else if (bytes && bytes % KIB == 0)
-		snprintf(buf, size, "%lluK", (unsigned long long)(bytes / KIB));
-	else
-		snprintf(buf, size, "%llu", (unsigned long long)bytes);
-}
-
-void format_duration_ms(uint64_t ms, char *buf, size_t size)
-{
-	if (ms == 0)
-		snprintf(buf, size, "0");
-	else if (ms % MINUTE_MS == 0)
-		snprintf(buf, size, "%llumin", (unsigned long long)(ms / MINUTE_MS));
-	else if (ms % SECOND_MS == 0)
-		snprintf(buf, size, "%llus", (unsigned long long)(ms / SECOND_MS));
-	else
-		snprintf(buf, size, "%llums", (unsigned long long)ms);
+	return (const char *)cfg + k->offset;
 }
 
 /* ---- knobs ---- */
-
-/* What a valid value looks like, for error messages. */
-static void describe(const struct knob *k, char *buf, size_t size)
-{
-	char lo[32], hi[32];
-
-	switch (k->type) {
-	case KNOB_LISTEN:
-		snprintf(buf, size, "PORT, HOST:PORT, [IPV6]:PORT or unix:/PATH, optionally prefixed by udp:");
-		return;
-	case KNOB_UINT:
-		snprintf(buf, size, "a whole number from %llu to %llu",
-			 (unsigned long long)k->min, (unsigned long long)k->max);
-		return;
-	case KNOB_SIZE:
-		format_size(k->min, lo, sizeof(lo));
-		format_size(k->max, hi, sizeof(hi));
-		snprintf(buf, size, "a size in bytes, optionally with suffix K or M, from %s to %s", lo, hi);
-		return;
-	case KNOB_DURATION:
-		format_duration_ms(k->min, lo, sizeof(lo));
-		format_duration_ms(k->max, hi, sizeof(hi));
-		snprintf(buf, size, "seconds, or a number with suffix ms, s or min, from %s to %s", lo, hi);
-		return;
-	case KNOB_BOOL:
-		snprintf(buf, size, "yes, no, true, false, on, off, 1 or 0");
-		return;
-	case KNOB_TRANSFORM:
-		snprintf(buf, size, "none or upper");
-		return;
-	case KNOB_LOG_LEVEL:
-		snprintf(buf, size, "err, warning, notice, info or debug");
-		return;
-	}
-}
-
-static int set_listen(struct config *cfg, const char *value, char *err, size_t errlen)
-{
-	struct listen_addr addr;
-	char why[CONFIG_ERROR_MAX / 2];
-
-	if (cfg->n_listen >= CONFIG_MAX_LISTEN) {
-		snprintf(err, errlen, "too many 'listen' addresses (at most %d)", CONFIG_MAX_LISTEN);
-		return -1;
-	}
-	if (strlen(value) >= CONFIG_LISTEN_TEXT_MAX) {
-		snprintf(err, errlen, "invalid value for 'listen': address longer than %d characters",
-			 CONFIG_LISTEN_TEXT_MAX - 1);
-		return -1;
-	}
-	if (address_parse(value, &addr, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid value for 'listen': %s", why);
-		return -1;
-	}
-	strcpy(cfg->listen[cfg->n_listen++], value);
-	return 0;
-}
 
 /* The first control character of s (a byte below 0x20 other than tab, or
  * 0x7f), or 0. None is valid in any value, and refusing them keeps every
@@ -345,8 +130,6 @@ static int control_char(const char *s)
 	return 0;
 }
 
-/* Copies at most max bytes of s to buf for a message, control characters
- * escaped as \xNN, so that an error never carries raw control bytes. */
 void config_quote(char *buf, size_t size, const char *s, size_t max)
 {
 	size_t o = 0;
@@ -373,108 +156,71 @@ static bool inline_comment(const char *s)
 
 int config_set(struct config *cfg, const struct knob *k, const char *value, char *err, size_t errlen)
 {
-	uint64_t v = 0;
-	int r = -EINVAL;
+	char why[CONFIG_ERROR_MAX / 2];
 	int c = control_char(value);
+	int r;
 
 	if (c) {
 		snprintf(err, errlen, "invalid value for '%s': control character 0x%02x", k->name, c);
-		return -1;
+		return -EINVAL;
 	}
 	/* The file trims values; one from the command line must read back
 	 * the same from `echod -t` output. */
 	if (*value && (isspace((unsigned char)value[0]) || isspace((unsigned char)value[strlen(value) - 1]))) {
 		snprintf(err, errlen, "invalid value for '%s': '%s' (white space around the value)", k->name,
 			 value);
-		return -1;
+		return -EINVAL;
 	}
 	if (inline_comment(value)) {
 		snprintf(err, errlen,
 			 "invalid value for '%s': '%s' (inline comments are not allowed: a comment must be on a line of its own)",
 			 k->name, value);
-		return -1;
+		return -EINVAL;
 	}
-	switch (k->type) {
-	case KNOB_LISTEN:
-		return set_listen(cfg, value, err, errlen);
-	case KNOB_UINT:
-		r = parse_uint(value, k->min, k->max, &v);
-		break;
-	case KNOB_SIZE:
-		r = parse_size(value, k->min, k->max, &v);
-		break;
-	case KNOB_DURATION:
-		r = parse_duration_ms(value, k->min, k->max, &v);
-		break;
-	case KNOB_BOOL: {
-		bool b = false;
-		r = parse_bool(value, &b);
-		v = b;
-		break;
-	}
-	case KNOB_TRANSFORM: {
-		enum transform t = TRANSFORM_NONE;
-		r = parse_transform(value, &t);
-		v = t;
-		break;
-	}
-	case KNOB_LOG_LEVEL: {
-		int l = 0;
-		r = parse_log_level(value, &l);
-		v = (uint64_t)l;
-		break;
-	}
-	}
-	if (r < 0) {
+	why[0] = '\0';
+	r = k->type->parse(k, field(cfg, k), value, why, sizeof(why));
+	if (r == 0)
+		return 0;
+	if (r == -ENOSPC) {
+		snprintf(err, errlen, "%s", why);
+	} else if (why[0]) {
+		snprintf(err, errlen, "invalid value for '%s': %s", k->name, why);
+	} else {
 		char what[160];
-		describe(k, what, sizeof(what));
+		k->type->describe(k, what, sizeof(what));
 		snprintf(err, errlen, "%s for '%s': '%s' (expected %s)",
 			 r == -ERANGE ? "value out of range" : "invalid value", k->name, value, what);
-		return -1;
 	}
-	*field(cfg, k) = v;
-	return 0;
+	return r;
+}
+
+void config_clear(struct config *cfg, const struct knob *k)
+{
+	if (k->type->clear)
+		k->type->clear(field(cfg, k));
 }
 
 void config_defaults(struct config *cfg)
 {
-	char err[CONFIG_ERROR_MAX];
+	char err[CONFIG_ERROR_MAX], value[CONFIG_LISTEN_TEXT_MAX];
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < config_n_knobs; i++) {
-		/* The defaults are in the table as text; they parse by construction. */
-		if (config_set(cfg, &config_knobs[i], config_knobs[i].def, err, sizeof(err)) < 0)
-			abort();
-	}
-}
-
-/* One knob's value in config-file syntax (`listen` is printed apart). */
-static void format_value(const struct config *cfg, const struct knob *k, char *buf, size_t size)
-{
-	uint64_t v = field_value(cfg, k);
-
-	switch (k->type) {
-	case KNOB_LISTEN:
-		snprintf(buf, size, "%s", cfg->n_listen ? cfg->listen[0] : "");
-		return;
-	case KNOB_UINT:
-		snprintf(buf, size, "%llu", (unsigned long long)v);
-		return;
-	case KNOB_SIZE:
-		format_size(v, buf, size);
-		return;
-	case KNOB_DURATION:
-		format_duration_ms(v, buf, size);
-		return;
-	case KNOB_BOOL:
-		snprintf(buf, size, "%s", v ? "yes" : "no");
-		return;
-	case KNOB_TRANSFORM:
-		snprintf(buf, size, "%s", transform_name((enum transform)v));
-		return;
-	case KNOB_LOG_LEVEL:
-		snprintf(buf, size, "%s", log_level_name((int)v));
-		return;
+		const struct knob *k = &config_knobs[i];
+		const char *p = k->def;
+		/* The defaults are in the table as text; they parse by
+		 * construction (the unit tests check it). A list's entries are
+		 * separated by a space. */
+		while (p && *p) {
+			size_t n = strcspn(p, " ");
+			if (n >= sizeof(value))
+				abort();
+			memcpy(value, p, n);
+			value[n] = '\0';
+			if (config_set(cfg, k, value, err, sizeof(err)) < 0)
+				abort();
+			p += n + (p[n] == ' ');
+		}
 	}
 }
 
@@ -484,13 +230,15 @@ void config_print(const struct config *cfg, FILE *out)
 
 	for (size_t i = 0; i < config_n_knobs; i++) {
 		const struct knob *k = &config_knobs[i];
-		if (k->type == KNOB_LISTEN) {
-			for (size_t j = 0; j < cfg->n_listen; j++)
-				fprintf(out, "%s = %s\n", k->name, cfg->listen[j]);
-			continue;
+		const void *f = field_of(cfg, k);
+		size_t n = k->type->count(f);
+
+		if (n == 0)
+			fprintf(out, "# %s =\n", k->name);
+		for (size_t j = 0; j < n; j++) {
+			k->type->format(k, f, j, value, sizeof(value));
+			fprintf(out, "%s = %s\n", k->name, value);
 		}
-		format_value(cfg, k, value, sizeof(value));
-		fprintf(out, "%s = %s\n", k->name, value);
 	}
 }
 
@@ -508,8 +256,9 @@ static char *trim(char *s)
 	return s;
 }
 
-static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *listen_seen,
-		      unsigned lineno, char *err, size_t errlen)
+/* One line; seen[i] is the line that set knob i, or 0. */
+static int parse_line(struct config *cfg, char *line, unsigned *seen, unsigned lineno, char *err,
+		      size_t errlen)
 {
 	char *eq, *key, *value;
 	char text[64 * 4 + 1];
@@ -522,14 +271,14 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 	if (!eq) {
 		config_quote(text, sizeof(text), line, 64);
 		snprintf(err, errlen, "expected 'key = value', got '%s'", text);
-		return -1;
+		return -EINVAL;
 	}
 	*eq = '\0';
 	key = trim(line);
 	value = trim(eq + 1);
 	if (*key == '\0') {
 		snprintf(err, errlen, "missing key before '='");
-		return -1;
+		return -EINVAL;
 	}
 	k = config_find_knob(key);
 	if (!k) {
@@ -539,21 +288,20 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 			snprintf(err, errlen, "unknown key '%s' (did you mean '%s'?)", text, near->name);
 		else
 			snprintf(err, errlen, "unknown key '%s'", text);
-		return -1;
+		return -EINVAL;
 	}
 	if (*value == '\0') {
 		snprintf(err, errlen, "missing value for '%s'", k->name);
-		return -1;
+		return -EINVAL;
 	}
 	size_t idx = (size_t)(k - config_knobs);
-	if (k->type == KNOB_LISTEN) {
+	if (k->type->clear) {
 		/* The file's list replaces the default one. */
-		if (!*listen_seen)
-			cfg->n_listen = 0;
-		*listen_seen = true;
+		if (!seen[idx])
+			config_clear(cfg, k);
 	} else if (seen[idx]) {
 		snprintf(err, errlen, "'%s' is already set on line %u", k->name, seen[idx]);
-		return -1;
+		return -EINVAL;
 	}
 	seen[idx] = lineno;
 	return config_set(cfg, k, value, err, errlen);
@@ -562,8 +310,7 @@ static int parse_line(struct config *cfg, char *line, unsigned *seen, bool *list
 int config_parse_buffer(struct config *cfg, const char *name, const char *data, size_t len,
 			char *err, size_t errlen)
 {
-	unsigned seen[sizeof(config_knobs) / sizeof(config_knobs[0])] = { 0 };
-	bool listen_seen = false;
+	unsigned seen[ARRAY_SIZE(config_knobs)] = { 0 };
 	char msg[CONFIG_ERROR_MAX];
 	char line[CONFIG_LINE_MAX + 1];
 	unsigned lineno = 0;
@@ -602,7 +349,7 @@ int config_parse_buffer(struct config *cfg, const char *name, const char *data, 
 		}
 		memcpy(line, start, n);
 		line[n] = '\0';
-		if (parse_line(tmp, line, seen, &listen_seen, lineno, msg, sizeof(msg)) < 0) {
+		if (parse_line(tmp, line, seen, lineno, msg, sizeof(msg)) < 0) {
 			snprintf(err, errlen, "%s:%u: %s", name, lineno, msg);
 			r = -EINVAL;
 			break;

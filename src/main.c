@@ -32,6 +32,6 @@ int main(int argc, char **argv)
 		config_print(&cfg, stdout);
 		return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
-	log_set_level((enum log_level)cfg.log_level);
+	log_set_level(cfg.log_level);
 	return server_run(&opts, &cfg);
 }

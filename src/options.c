@@ -130,8 +130,11 @@ int options_parse(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->config_path = ECHOD_CONFIG_PATH;
+	/* Values are checked against a scratch configuration whose lists
+	 * start empty, as they will when the overrides replace the file's. */
 	config_defaults(&scratch);
-	scratch.n_listen = 0;
+	for (size_t i = 0; i < config_n_knobs; i++)
+		config_clear(&scratch, &config_knobs[i]);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":c:l:b:B:m:i:T:thV", long_options, NULL)) != -1) {
@@ -188,21 +191,25 @@ usage_error:
 
 int options_load_config(const struct options *o, struct config *cfg, char *err, size_t errlen)
 {
-	bool listen_given = false;
+	bool given[CONFIG_MAX_KNOBS] = { false };
+	int r;
 
 	config_defaults(cfg);
-	if (config_load_file(cfg, o->config_path, !o->config_given, err, errlen) < 0)
-		return -1;
+	r = config_load_file(cfg, o->config_path, !o->config_given, err, errlen);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < o->n_overrides; i++) {
 		const struct knob *k = o->overrides[i].knob;
-		if (k->type == KNOB_LISTEN && !listen_given) {
+		size_t idx = (size_t)(k - config_knobs);
+		if (!given[idx]) {
 			/* -l replaces the file's list, it does not add to it. */
-			cfg->n_listen = 0;
-			listen_given = true;
+			config_clear(cfg, k);
+			given[idx] = true;
 		}
 		/* Validated by options_parse(); cannot fail here. */
-		if (config_set(cfg, k, o->overrides[i].value, err, errlen) < 0)
-			return -1;
+		r = config_set(cfg, k, o->overrides[i].value, err, errlen);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

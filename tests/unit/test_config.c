@@ -108,7 +108,7 @@ END_TEST
 START_TEST(enums)
 {
 	enum transform t;
-	int l;
+	enum log_level l;
 	ck_assert_int_eq(parse_transform("none", &t), 0);
 	ck_assert_int_eq(t, TRANSFORM_NONE);
 	ck_assert_int_eq(parse_transform("upper", &t), 0);
@@ -170,6 +170,10 @@ START_TEST(every_knob_has_a_default_and_doc)
 		ck_assert_ptr_nonnull(config_knobs[i].def);
 		ck_assert_ptr_nonnull(config_knobs[i].doc);
 		ck_assert_ptr_eq(config_find_knob(config_knobs[i].name), &config_knobs[i]);
+		/* The kind of knob writes a field of its own size. */
+		ck_assert_msg(config_knobs[i].size == config_knobs[i].type->field_size, "%s: field of %zu bytes, kind writes %zu",
+			      config_knobs[i].name, config_knobs[i].size, config_knobs[i].type->field_size);
+		ck_assert_uint_le(config_knobs[i].offset + config_knobs[i].size, sizeof(struct config));
 	}
 	ck_assert_ptr_null(config_find_knob("nope"));
 }
@@ -180,19 +184,19 @@ START_TEST(set_messages)
 	struct config c;
 	char err[CONFIG_ERROR_MAX];
 	config_defaults(&c);
-	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "0", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "0", err, sizeof(err)), -ERANGE);
 	ck_assert_str_eq(err, "value out of range for 'backlog': '0' (expected a whole number from 1 to 65535)");
-	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "ten", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("backlog"), "ten", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'backlog': 'ten' (expected a whole number from 1 to 65535)");
-	ck_assert_int_eq(config_set(&c, config_find_knob("buffer_size"), "1G", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("buffer_size"), "1G", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'buffer_size': '1G' (expected a size in bytes, optionally with suffix K or M, from 64 to 64M)");
-	ck_assert_int_eq(config_set(&c, config_find_knob("reuse_port"), "maybe", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("reuse_port"), "maybe", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'reuse_port': 'maybe' (expected yes, no, true, false, on, off, 1 or 0)");
-	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "1.2.3:7", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "1.2.3:7", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'listen': invalid IPv4 address '1.2.3'");
-	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), " 7", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), " 7", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'listen': ' 7' (white space around the value)");
-	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper ", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper ", err, sizeof(err)), -EINVAL);
 	ck_assert_uint_eq(c.backlog, 4096);
 }
 END_TEST
@@ -217,7 +221,7 @@ START_TEST(listen_limit)
 	c.n_listen = 0;
 	for (int i = 0; i < CONFIG_MAX_LISTEN; i++)
 		ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "7", err, sizeof(err)), 0);
-	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "7", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "7", err, sizeof(err)), -ENOSPC);
 	ck_assert_str_eq(err, "too many 'listen' addresses (at most 64)");
 }
 END_TEST
@@ -433,9 +437,9 @@ START_TEST(control_characters)
 	struct config c;
 	char err[CONFIG_ERROR_MAX];
 	config_defaults(&c);
-	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "unix:/run/x\nbuffer_size = 64M", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("listen"), "unix:/run/x\nbuffer_size = 64M", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'listen': control character 0x0a");
-	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper\x7f", err, sizeof(err)), -1);
+	ck_assert_int_eq(config_set(&c, config_find_knob("transform"), "upper\x7f", err, sizeof(err)), -EINVAL);
 	ck_assert_str_eq(err, "invalid value for 'transform': control character 0x7f");
 	expect_error("listen = unix:/run/\x1b[31m\n", 1, "invalid value for 'listen': control character 0x1b");
 	expect_error("back\vlog = 1\n", 1, "unknown key 'back\\x0blog' (did you mean 'backlog'?)");
