@@ -153,15 +153,31 @@ static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t
 
 int address_parse(const char *text, struct listen_addr *out, char *err, size_t errlen)
 {
+	const char *whole = text;
+	enum listen_kind kind = LISTEN_TCP;
+	bool proxy = false;
+
 	memset(out, 0, sizeof(*out));
-	if (strncmp(text, "unix:", 5) == 0)
-		return parse_unix(text + 5, out, err, errlen);
-	out->kind = LISTEN_TCP;
+	if (strncmp(text, "proxy:", 6) == 0) {
+		proxy = true;
+		text += 6;
+	}
+	if (strncmp(text, "unix:", 5) == 0) {
+		if (parse_unix(text + 5, out, err, errlen) < 0)
+			return -1;
+		out->proxy = proxy;
+		return 0;
+	}
 	if (strncmp(text, "udp:", 4) == 0) {
-		out->kind = LISTEN_UDP;
+		kind = LISTEN_UDP;
 		text += 4;
+		if (proxy || strncmp(text, "proxy:", 6) == 0) {
+			snprintf(err, errlen, "proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): '%s'",
+				 whole);
+			return -1;
+		}
 		if (strncmp(text, "unix:", 5) == 0) {
-			snprintf(err, errlen, "UDP needs an IP address, not a unix socket: 'udp:%s'", text);
+			snprintf(err, errlen, "UDP needs an IP address, not a unix socket: '%s'", whole);
 			return -1;
 		}
 	} else if (strncmp(text, "tcp:", 4) == 0) {
@@ -171,10 +187,10 @@ int address_parse(const char *text, struct listen_addr *out, char *err, size_t e
 		snprintf(err, errlen, "empty address");
 		return -1;
 	}
-	enum listen_kind kind = out->kind;
 	if (parse_ip(text, out, err, errlen) < 0)
 		return -1;
 	out->kind = kind;
+	out->proxy = proxy;
 	return 0;
 }
 

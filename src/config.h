@@ -38,6 +38,21 @@ struct config {
 	enum transform transform;
 	bool reuse_port;
 	enum log_level log_level;
+	/* contract v2: abuse resistance, PROXY protocol, metrics, operator
+	 * settings. */
+	struct cidr_list allow;
+	struct cidr_list deny;
+	uint32_t max_connections_per_source;
+	uint64_t max_connection_time_ms;
+	uint32_t udp_rate_per_source;
+	struct cidr_list proxy_trusted;
+	char metrics[CONFIG_LISTEN_TEXT_MAX];      /* "" = off */
+	uint32_t defer_accept_s;                   /* rounded up to whole seconds */
+	uint32_t tcp_keepalive_s;                  /* rounded up to whole seconds */
+	bool free_bind;
+	uint32_t unix_mode;                        /* permission bits, <= 0777 */
+	char unix_group[CONFIG_GROUP_TEXT_MAX];    /* name or number, "" = none */
+	bool log_connections;
 };
 
 struct knob;
@@ -82,7 +97,8 @@ extern const size_t config_n_knobs;
 
 /* The kinds of knob, in config_values.c. */
 extern const struct knob_type knob_listen, knob_uint32, knob_size32, knob_duration_ms, knob_bool,
-	knob_transform, knob_log_level;
+	knob_transform, knob_log_level, knob_cidr_list, knob_duration_s, knob_stream_address,
+	knob_mode, knob_group;
 
 const struct knob *config_find_knob(const char *name);
 

@@ -375,3 +375,174 @@ static void listen_describe(const struct knob *k, char *buf, size_t size)
 const struct knob_type knob_listen = {
 	sizeof(struct listen_field), listen_parse, listen_count, listen_format, listen_clear, listen_describe,
 };
+
+/* `allow`, `deny`, `proxy_trusted`. */
+static int cidr_list_parse(const struct knob *k, void *field, const char *value, char *why, size_t whylen)
+{
+	struct cidr c;
+	int r = cidr_parse(value, &c, why, whylen);
+
+	if (r < 0)
+		return r;
+	if (cidr_list_add(field, &c) < 0) {
+		snprintf(why, whylen, "too many '%s' entries (at most %d)", k->name, CIDR_LIST_MAX);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static size_t cidr_list_count(const void *field)
+{
+	return ((const struct cidr_list *)field)->n;
+}
+
+static void cidr_list_format(const struct knob *k, const void *field, size_t i, char *buf, size_t size)
+{
+	cidr_format(&((const struct cidr_list *)field)->entries[i], buf, size);
+}
+
+static void cidr_list_clear(void *field)
+{
+	memset(field, 0, sizeof(struct cidr_list));
+}
+
+static void cidr_list_describe(const struct knob *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "an IPv4 or IPv6 address, optionally /PREFIXLEN");
+}
+
+const struct knob_type knob_cidr_list = {
+	sizeof(struct cidr_list), cidr_list_parse, cidr_list_count, cidr_list_format, cidr_list_clear,
+	cidr_list_describe,
+};
+
+/* A duration for a socket option that counts whole seconds
+ * (TCP_DEFER_ACCEPT, TCP_KEEPIDLE), in a uint32_t. A fraction is rounded
+ * up, so that a value that is not 0 never turns the option off; `echod -t`
+ * prints the rounded value, the one in effect. The bounds are in ms. */
+static int duration_s_parse(const struct knob *k, void *field, const char *value, char *why, size_t whylen)
+{
+	uint64_t ms;
+	int r = parse_duration_ms(value, k->min, k->max, &ms);
+
+	if (r == 0)
+		*(uint32_t *)field = (uint32_t)((ms + SECOND_MS - 1) / SECOND_MS);
+	return r;
+}
+
+static void duration_s_format(const struct knob *k, const void *field, size_t i, char *buf, size_t size)
+{
+	format_duration_ms((uint64_t)*(const uint32_t *)field * SECOND_MS, buf, size);
+}
+
+const struct knob_type knob_duration_s = {
+	sizeof(uint32_t), duration_s_parse, count_one, duration_s_format, NULL, duration_describe,
+};
+
+/* `metrics`: one TCP or unix: address, or none (""). */
+static int stream_address_parse(const struct knob *k, void *field, const char *value, char *why,
+				size_t whylen)
+{
+	struct listen_addr addr;
+
+	if (strlen(value) >= CONFIG_LISTEN_TEXT_MAX) {
+		snprintf(why, whylen, "address longer than %d characters", CONFIG_LISTEN_TEXT_MAX - 1);
+		return -EINVAL;
+	}
+	if (address_parse(value, &addr, why, whylen) < 0)
+		return -EINVAL;
+	if (addr.kind == LISTEN_UDP || addr.proxy) {
+		snprintf(why, whylen, "'%s' (expected a TCP or unix: address, without udp: or proxy:)", value);
+		return -EINVAL;
+	}
+	strcpy(field, value);
+	return 0;
+}
+
+static size_t text_count(const void *field)
+{
+	return *(const char *)field != '\0';
+}
+
+static void text_format(const struct knob *k, const void *field, size_t i, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", (const char *)field);
+}
+
+static void stream_address_describe(const struct knob *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "PORT, HOST:PORT, [IPV6]:PORT or unix:/PATH");
+}
+
+const struct knob_type knob_stream_address = {
+	CONFIG_LISTEN_TEXT_MAX, stream_address_parse, text_count, text_format, NULL,
+	stream_address_describe,
+};
+
+/* `unix_mode`: octal permission bits, in a uint32_t. */
+static int mode_parse(const struct knob *k, void *field, const char *value, char *why, size_t whylen)
+{
+	uint64_t v = 0;
+
+	if (*value == '\0' || strspn(value, "01234567") != strlen(value))
+		return -EINVAL;
+	for (const char *p = value; *p; p++) {
+		v = v * 8 + (uint64_t)(*p - '0');
+		if (v > k->max)
+			return -ERANGE;
+	}
+	if (v < k->min)
+		return -ERANGE;
+	*(uint32_t *)field = (uint32_t)v;
+	return 0;
+}
+
+static void mode_format(const struct knob *k, const void *field, size_t i, char *buf, size_t size)
+{
+	snprintf(buf, size, "%04o", *(const uint32_t *)field);
+}
+
+static void mode_describe(const struct knob *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "an octal mode from %04llo to %04llo", (unsigned long long)k->min,
+		 (unsigned long long)k->max);
+}
+
+const struct knob_type knob_mode = {
+	sizeof(uint32_t), mode_parse, count_one, mode_format, NULL, mode_describe,
+};
+
+/* `unix_group`: a group number, or a name in the portable syntax of
+ * useradd(8) (letters, digits, '_', '.', '-', not starting with '-' or a
+ * digit, an optional final '$'). Only the syntax is checked here: the
+ * group database is read when the socket is created. */
+static int group_parse(const struct knob *k, void *field, const char *value, char *why, size_t whylen)
+{
+	size_t n = strlen(value);
+
+	if (n == 0 || n >= CONFIG_GROUP_TEXT_MAX)
+		return -EINVAL;
+	if (strspn(value, "0123456789") == n) {
+		uint64_t gid;
+		/* (gid_t)-1 means "no change" to chown(2): not a group. */
+		if (parse_uint(value, 0, UINT32_MAX - 1, &gid) < 0)
+			return -ERANGE;
+	} else {
+		if (!isalpha((unsigned char)value[0]) && value[0] != '_')
+			return -EINVAL;
+		size_t body = strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
+		if (body != n && !(body == n - 1 && value[n - 1] == '$'))
+			return -EINVAL;
+	}
+	memcpy(field, value, n + 1);
+	return 0;
+}
+
+static void group_describe(const struct knob *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "a group name of at most %d characters, or a group number", CONFIG_GROUP_TEXT_MAX - 1);
+}
+
+const struct knob_type knob_group = {
+	CONFIG_GROUP_TEXT_MAX, group_parse, text_count, text_format, NULL, group_describe,
+};

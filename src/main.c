@@ -29,7 +29,8 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	if (opts.check) {
-		config_print(&cfg, stdout);
+		if (!opts.quiet)
+			config_print(&cfg, stdout);
 		return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
 	log_set_level(cfg.log_level);

@@ -7,7 +7,11 @@
 #include "build-config.h"
 #include "util.h"
 
-enum { OPT_LOG_LEVEL = 0x100 };
+enum {
+	OPT_LOG_LEVEL = 0x100,
+	OPT_ALLOW,
+	OPT_DENY,
+};
 
 static const struct option long_options[] = {
 	{ "config", required_argument, NULL, 'c' },
@@ -18,7 +22,10 @@ static const struct option long_options[] = {
 	{ "idle-timeout", required_argument, NULL, 'i' },
 	{ "transform", required_argument, NULL, 'T' },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "check-config", no_argument, NULL, 't' },
+	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -36,6 +43,8 @@ static const struct {
 	{ 'i', "idle_timeout" },
 	{ 'T', "transform" },
 	{ OPT_LOG_LEVEL, "log_level" },
+	{ OPT_ALLOW, "allow" },
+	{ OPT_DENY, "deny" },
 };
 
 static void usage(FILE *out)
@@ -53,7 +62,10 @@ static void usage(FILE *out)
 		"  -i, --idle-timeout=DURATION  close idle connections (e.g. 30s, 500ms, 5min), 0 = never\n"
 		"  -T, --transform=none|upper   upper: send ASCII a-z back as A-Z\n"
 		"      --log-level=LEVEL        err, warning, notice, info or debug\n"
+		"      --allow=CIDR             admit only these peers, repeatable; replaces the file's\n"
+		"      --deny=CIDR              refuse these peers, repeatable; replaces the file's\n"
 		"  -t, --check-config           print the effective configuration and exit\n"
+		"  -q, --quiet                  with -t: print nothing on success\n"
 		"  -h, --help                   show this help and exit\n"
 		"  -V, --version                show the version and exit\n"
 		"\n"
@@ -137,7 +149,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		config_clear(&scratch, &config_knobs[i]);
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":c:l:b:B:m:i:T:thV", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:l:b:B:m:i:T:tqhV", long_options, NULL)) != -1) {
 		const struct knob *k;
 
 		switch (c) {
@@ -148,11 +160,14 @@ int options_parse(int argc, char **argv, struct options *o)
 		case 't':
 			o->check = true;
 			continue;
+		case 'q':
+			o->quiet = true;
+			continue;
 		case 'h':
 			usage(stdout);
 			return OPTIONS_EXIT_OK;
 		case 'V':
-			printf("echod %s\n", ECHOD_VERSION);
+			printf("echod %s\nfeatures: %csystemd\n", ECHOD_VERSION, HAVE_SYSTEMD ? '+' : '-');
 			return OPTIONS_EXIT_OK;
 		case ':':
 			fprintf(stderr, "echod: option '%s' needs a value\n", argv[optind - 1]);

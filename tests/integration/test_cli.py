@@ -13,10 +13,19 @@ import harness
 from harness import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, check, fail
 
 LONG_OPTIONS = ["--config", "--listen", "--backlog", "--buffer-size", "--max-connections",
-                "--idle-timeout", "--transform", "--log-level", "--check-config", "--help",
-                "--version"]
+                "--idle-timeout", "--transform", "--log-level", "--allow", "--deny",
+                "--check-config", "--quiet", "--help", "--version"]
 KEY_ORDER = ["listen", "backlog", "buffer_size", "max_connections", "idle_timeout",
-             "shutdown_timeout", "transform", "reuse_port", "log_level"]
+             "shutdown_timeout", "transform", "reuse_port", "log_level",
+             "allow", "deny", "max_connections_per_source", "max_connection_time",
+             "udp_rate_per_source", "proxy_trusted", "proxy_trusted", "metrics", "defer_accept",
+             "tcp_keepalive", "free_bind", "unix_mode", "unix_group", "log_connections"]
+# What -t prints for the keys of contract v2 when none is set.
+V2_DEFAULTS = ["# allow =", "# deny =", "max_connections_per_source = 0",
+               "max_connection_time = 0", "udp_rate_per_source = 0",
+               "proxy_trusted = 127.0.0.0/8", "proxy_trusted = ::1", "# metrics =",
+               "defer_accept = 1s", "tcp_keepalive = 1min", "free_bind = no", "unix_mode = 0666",
+               "# unix_group =", "log_connections = no"]
 
 _tmp = tempfile.TemporaryDirectory(prefix="echod-it-cli-")
 
@@ -48,12 +57,14 @@ def default_listen():
 
 
 def parse_t(stdout):
+    """-t output as [(key, value)]; a key with no value (`# allow =`) as (key, None)."""
     out = []
     for line in stdout.splitlines():
         m = re.match(r"^(\w+) = (.*)$", line)
-        if not m:
-            fail("-t output is `key = value` lines", "key = value", repr(line))
-        out.append((m.group(1), m.group(2)))
+        e = re.match(r"^# (\w+) =$", line)
+        if not m and not e:
+            fail("-t output is `key = value` or `# key =` lines", "key = value", repr(line))
+        out.append((m.group(1), m.group(2)) if m else (e.group(1), None))
     return out
 
 
@@ -92,9 +103,13 @@ def check_config_defaults():
           [k for k, _ in got])
     values = dict(got)
     check(values["listen"] in default_listen(), "default listen", default_listen(), values["listen"])
-    expected = {"backlog": "4096", "buffer_size": "16K", "max_connections": "0",
+    expected = {"backlog": "4096", "buffer_size": "64K", "max_connections": "0",
                 "idle_timeout": "0", "shutdown_timeout": "5s", "transform": "none",
-                "reuse_port": "no", "log_level": "info"}
+                "reuse_port": "no", "log_level": "info", "allow": None, "deny": None,
+                "max_connections_per_source": "0", "max_connection_time": "0",
+                "udp_rate_per_source": "0", "metrics": None, "defer_accept": "1s",
+                "tcp_keepalive": "1min", "free_bind": "no", "unix_mode": "0666",
+                "unix_group": None, "log_connections": "no"}
     for k, v in expected.items():
         check(values[k] == v, "default %s printed by -t" % k, v, values[k])
 
@@ -109,8 +124,8 @@ def check_config_missing_default():
     r = run(["-t"])
     expect_rc(r, EXIT_OK, "echod -t without -c and without %s" % path)
     got = dict(parse_t(r.stdout))
-    check(got.get("backlog") == "4096" and got.get("buffer_size") == "16K",
-          "built-in defaults when the default file is missing", "backlog = 4096, buffer_size = 16K",
+    check(got.get("backlog") == "4096" and got.get("buffer_size") == "64K",
+          "built-in defaults when the default file is missing", "backlog = 4096, buffer_size = 64K",
           r.stdout)
 
 
@@ -128,6 +143,21 @@ shutdown_timeout = 250ms
 transform = upper
 reuse_port = yes
 log_level = debug
+allow = 10.0.0.0/8
+allow = 2001:db8::/32
+allow = 192.0.2.1
+deny = 10.66.0.0/16
+max_connections_per_source = 20
+max_connection_time = 1min
+udp_rate_per_source = 50
+proxy_trusted = 10.0.0.1
+metrics = unix:/run/echod/metrics.sock
+defer_accept = 5s
+tcp_keepalive = 0
+free_bind = yes
+unix_mode = 0660
+unix_group = echod
+log_connections = yes
 """
     check_t(text, [], [l for l in text.splitlines() if not l.startswith("#")],
             "-t with every key set in the file")
@@ -150,7 +180,7 @@ def check_config_precedence():
         "transform = none",
         "reuse_port = no",
         "log_level = debug",
-    ], "-t with file and command line")
+    ] + V2_DEFAULTS, "-t with file and command line")
     # Long forms and -B/-i/-m/-T with the file alone.
     check_t(text, ["--buffer-size=2M", "--max-connections=3", "--transform=upper",
                    "--backlog=5", "--idle-timeout=0"], [
@@ -164,7 +194,7 @@ def check_config_precedence():
         "transform = upper",
         "reuse_port = no",
         "log_level = warning",
-    ], "-t with long options over the file")
+    ] + V2_DEFAULTS, "-t with long options over the file")
 
 
 def check_config_formats():
@@ -217,12 +247,95 @@ def check_config_bounds():
 def check_config_roundtrip():
     """-t output is itself a valid config file that reads back the same."""
     text = "listen = 127.0.0.1:7001\nlisten = unix:/tmp/x.sock\nbuffer_size = 1000\n" \
-           "idle_timeout = 90s\nshutdown_timeout = 1500ms\nreuse_port = on\ntransform = upper\n"
+           "idle_timeout = 90s\nshutdown_timeout = 1500ms\nreuse_port = on\ntransform = upper\n" \
+           "listen = proxy:[::]:7\nlisten = proxy:unix:/run/echod/lb.sock\n" \
+           "allow = 10.0.0.0/8\ndeny = 2001:DB8:0::/48\nproxy_trusted = 0.0.0.0/0\n" \
+           "metrics = [::1]:9100\ndefer_accept = 250ms\ntcp_keepalive = 90\nunix_mode = 600\n" \
+           "unix_group = 0\nmax_connection_time = 3600\nlog_connections = on\n"
     r1 = run(["-c", conf(text), "-t"])
     expect_rc(r1, EXIT_OK, "-t")
     r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
     expect_rc(r2, EXIT_OK, "-t on the output of -t")
     check(r1.stdout == r2.stdout, "-t output read back by -t", r1.stdout, r2.stdout)
+    # And the defaults, with their empty lists and unset values as comments.
+    r1 = run(["-c", conf(""), "-t"])
+    r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
+    expect_rc(r2, EXIT_OK, "-t on the output of -t with the defaults")
+    check(r1.stdout == r2.stdout, "-t output of the defaults read back by -t", r1.stdout, r2.stdout)
+    # Values from the command line too.
+    r1 = run(["-c", conf(""), "-t", "--allow=192.0.2.0/24", "--deny=::1", "-l", "proxy:127.0.0.1:7"])
+    r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
+    check(r1.stdout == r2.stdout, "-t output with command-line lists read back by -t", r1.stdout,
+          r2.stdout)
+
+
+def check_config_v2_bounds():
+    """The keys of contract v2: each bound accepted, one step past it refused (78)."""
+    good = [("max_connections_per_source", "0"), ("max_connections_per_source", "10000000"),
+            ("udp_rate_per_source", "0"), ("udp_rate_per_source", "10000000"),
+            ("max_connection_time", "0"), ("max_connection_time", "43200min"),
+            ("defer_accept", "0"), ("defer_accept", "10min"),
+            ("tcp_keepalive", "0"), ("tcp_keepalive", "32767s"),
+            ("unix_mode", "0"), ("unix_mode", "0777"), ("unix_group", "4294967294"),
+            ("unix_group", "a" * 32), ("allow", "0.0.0.0/0"), ("deny", "::/0"),
+            ("allow", "255.255.255.255/32"), ("proxy_trusted", "ffff::/16"),
+            ("metrics", "127.0.0.1:0"), ("metrics", "unix:@echod-metrics")]
+    bad = [("max_connections_per_source", "10000001"), ("udp_rate_per_source", "10000001"),
+           ("max_connection_time", "2592000001ms"), ("defer_accept", "600001ms"),
+           ("tcp_keepalive", "32767001ms"), ("unix_mode", "01000"), ("unix_mode", "8"),
+           ("unix_group", "4294967295"), ("unix_group", "a" * 33), ("allow", "0.0.0.0/33"),
+           ("deny", "::/129"), ("allow", "10.0.0.1/8"), ("metrics", "udp:127.0.0.1:9"),
+           ("metrics", "proxy:127.0.0.1:9"), ("free_bind", "2"), ("log_connections", "maybe")]
+    for key, value in good:
+        r = run(["-c", conf("%s = %s\n" % (key, value)), "-t"])
+        expect_rc(r, EXIT_OK, "-t with `%s = %s`" % (key, value))
+    for key, value in bad:
+        _config_error("# line 1\n%s = %s\n" % (key, value), 2, "`%s = %s` on line 2" % (key, value))
+
+
+def check_config_rounding():
+    """defer_accept and tcp_keepalive count whole seconds: -t shows a fraction rounded up."""
+    r = run(["-c", conf("defer_accept = 1ms\ntcp_keepalive = 1500ms\n"), "-t"])
+    expect_rc(r, EXIT_OK, "-t with fractions of seconds")
+    got = dict(parse_t(r.stdout))
+    check(got["defer_accept"] == "1s" and got["tcp_keepalive"] == "2s",
+          "fractions of seconds rounded up", "defer_accept = 1s, tcp_keepalive = 2s", r.stdout)
+
+
+def cli_allow_deny():
+    """--allow and --deny repeat, and replace the file's lists as -l does."""
+    text = "allow = 10.0.0.0/8\nallow = 10.1.0.0/16\ndeny = 192.0.2.0/24\n"
+    r = run(["-c", conf(text), "-t", "--allow=127.0.0.0/8", "--allow", "::1"])
+    expect_rc(r, EXIT_OK, "-t with --allow")
+    got = parse_t(r.stdout)
+    check([v for k, v in got if k == "allow"] == ["127.0.0.0/8", "::1"],
+          "--allow replaces the file's allow list", ["127.0.0.0/8", "::1"], r.stdout)
+    check([v for k, v in got if k == "deny"] == ["192.0.2.0/24"],
+          "the file's deny list without --deny", ["192.0.2.0/24"], r.stdout)
+    r = run(["-c", conf(text), "-t", "--deny=2001:db8::/32"])
+    got = parse_t(r.stdout)
+    check([v for k, v in got if k == "deny"] == ["2001:db8::/32"],
+          "--deny replaces the file's deny list", ["2001:db8::/32"], r.stdout)
+    for bad in ("--allow=10.0.0.1/8", "--deny=nowhere", "--allow="):
+        _usage_error([bad, "-t"], "echod %s" % bad, ["allow", "deny"])
+
+
+def check_config_quiet():
+    """-q with -t: nothing on stdout on success; an error is still reported (78)."""
+    for q in ("-q", "--quiet"):
+        r = run(["-c", conf("backlog = 5\n"), "-t", q])
+        expect_rc(r, EXIT_OK, "echod -t %s" % q)
+        check(r.stdout == "" and r.stderr == "", "echod -t %s prints nothing" % q, "", r.describe())
+        _config_error_args(["-t", q], "bogus = 1\n", 1, "echod -t %s with a bad file" % q)
+
+
+def version_features():
+    """-V: the version, then the build features."""
+    r = run(["-V"])
+    expect_rc(r, EXIT_OK, "echod -V")
+    lines = r.stdout.splitlines()
+    check(len(lines) == 2 and re.fullmatch(r"features: [+-]systemd", lines[1]),
+          "echod -V second line", "features: +systemd or -systemd", r.stdout)
 
 
 # ---------------------------------------------------------------- exit 2
@@ -282,6 +395,16 @@ def _config_error(text, line, what, start=False):
     path = conf(text, "bad.conf")
     args = ["-c", path] + (["-l", "127.0.0.1:0"] if start else ["-t"])
     r = run(args, timeout=20)
+    expect_rc(r, EXIT_CONFIG, what)
+    prefix = "echod: %s:%d: " % (path, line)
+    check(any(l.startswith(prefix) for l in r.stderr.splitlines()), what + ": error message",
+          prefix + "...", r.stderr)
+    check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
+
+
+def _config_error_args(args, text, line, what):
+    path = conf(text, "bad.conf")
+    r = run(["-c", path] + args, timeout=20)
     expect_rc(r, EXIT_CONFIG, what)
     prefix = "echod: %s:%d: " % (path, line)
     check(any(l.startswith(prefix) for l in r.stderr.splitlines()), what + ": error message",
@@ -538,6 +661,11 @@ CASES = {
     "check_config_syntax": check_config_syntax,
     "check_config_bounds": check_config_bounds,
     "check_config_roundtrip": check_config_roundtrip,
+    "check_config_v2_bounds": check_config_v2_bounds,
+    "check_config_rounding": check_config_rounding,
+    "check_config_quiet": check_config_quiet,
+    "cli_allow_deny": cli_allow_deny,
+    "version_features": version_features,
     "usage_unknown_option": usage_unknown_option,
     "usage_bad_value": usage_bad_value,
     "usage_stray_argument": usage_stray_argument,

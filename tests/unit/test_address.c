@@ -43,6 +43,31 @@ START_TEST(ip_forms)
 	roundtrip("udp:127.0.0.1:7", LISTEN_UDP, "127.0.0.1:7");
 	roundtrip("udp:[::1]:7", LISTEN_UDP, "[::1]:7");
 	roundtrip("udp:7", LISTEN_UDP, "[::]:7");
+	ck_assert(!a.proxy);
+}
+END_TEST
+
+START_TEST(proxy_forms)
+{
+	roundtrip("proxy:0.0.0.0:7007", LISTEN_TCP, "0.0.0.0:7007");
+	ck_assert(a.proxy);
+	roundtrip("proxy:[::]:7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.proxy);
+	ck_assert(a.wildcard_v6);
+	roundtrip("proxy:tcp:127.0.0.1:7", LISTEN_TCP, "127.0.0.1:7");
+	ck_assert(a.proxy);
+	roundtrip("proxy:unix:/run/echod/lb.sock", LISTEN_UNIX, "unix:/run/echod/lb.sock");
+	ck_assert(a.proxy);
+	roundtrip("proxy:7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.proxy);
+	roundtrip("127.0.0.1:7", LISTEN_TCP, "127.0.0.1:7");
+	ck_assert(!a.proxy);
+	rejects("proxy:udp:127.0.0.1:7",
+		"proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): 'proxy:udp:127.0.0.1:7'");
+	rejects("udp:proxy:127.0.0.1:7",
+		"proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): 'udp:proxy:127.0.0.1:7'");
+	rejects("proxy:", "empty address");
+	rejects("proxy:proxy:7", "invalid address 'proxy:proxy:7' (IPv6 addresses go in brackets: [::1]:7)");
 }
 END_TEST
 
@@ -113,6 +138,7 @@ static Suite *suite(void)
 	TCase *t = tcase_create("address");
 	tcase_add_test(t, ip_forms);
 	tcase_add_test(t, unix_forms);
+	tcase_add_test(t, proxy_forms);
 	tcase_add_test(t, errors);
 	tcase_add_test(t, unix_length_bounds);
 	suite_add_tcase(s, t);

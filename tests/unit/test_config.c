@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,6 +146,40 @@ START_TEST(formats_round_trip)
 }
 END_TEST
 
+/* ---- the file ---- */
+
+static char path[64];
+
+static void write_file(const char *text)
+{
+	strcpy(path, "/tmp/echod-test-XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static int load(const char *text, struct config *c, char *err)
+{
+	write_file(text);
+	config_defaults(c);
+	int r = config_load_file(c, path, false, err, CONFIG_ERROR_MAX);
+	unlink(path);
+	return r;
+}
+
+static void expect_error(const char *text, unsigned line, const char *msg)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load(text, &c, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:%u: %s", path, line, msg);
+	ck_assert_str_eq(err, want);
+	/* A bad file leaves the configuration untouched. */
+	ck_assert_uint_eq(c.backlog, 4096);
+	ck_assert_str_eq(c.listen[0], "[::]:7");
+}
+
 /* ---- the table ---- */
 
 START_TEST(defaults_match_contract)
@@ -154,20 +189,42 @@ START_TEST(defaults_match_contract)
 	ck_assert_uint_eq(c.n_listen, 1);
 	ck_assert_str_eq(c.listen[0], "[::]:7");
 	ck_assert_uint_eq(c.backlog, 4096);
-	ck_assert_uint_eq(c.buffer_size, 16384);
+	ck_assert_uint_eq(c.buffer_size, 65536);
 	ck_assert_uint_eq(c.max_connections, 0);
 	ck_assert_uint_eq(c.idle_timeout_ms, 0);
 	ck_assert_uint_eq(c.shutdown_timeout_ms, 5000);
 	ck_assert_uint_eq(c.transform, TRANSFORM_NONE);
 	ck_assert_uint_eq(c.reuse_port, 0);
 	ck_assert_uint_eq(c.log_level, LOG_LEVEL_INFO);
+	ck_assert_uint_eq(c.allow.n, 0);
+	ck_assert_uint_eq(c.deny.n, 0);
+	ck_assert_uint_eq(c.max_connections_per_source, 0);
+	ck_assert_uint_eq(c.max_connection_time_ms, 0);
+	ck_assert_uint_eq(c.udp_rate_per_source, 0);
+	ck_assert_uint_eq(c.proxy_trusted.n, 2);
+	ck_assert_int_eq(c.proxy_trusted.entries[0].family, AF_INET);
+	ck_assert_uint_eq(c.proxy_trusted.entries[0].prefix, 8);
+	ck_assert_int_eq(c.proxy_trusted.entries[1].family, AF_INET6);
+	ck_assert_uint_eq(c.proxy_trusted.entries[1].prefix, 128);
+	ck_assert_str_eq(c.metrics, "");
+	ck_assert_uint_eq(c.defer_accept_s, 1);
+	ck_assert_uint_eq(c.tcp_keepalive_s, 60);
+	ck_assert(!c.free_bind);
+	ck_assert_uint_eq(c.unix_mode, 0666);
+	ck_assert_str_eq(c.unix_group, "");
+	ck_assert(!c.log_connections);
 }
 END_TEST
 
 START_TEST(every_knob_has_a_default_and_doc)
 {
 	for (size_t i = 0; i < config_n_knobs; i++) {
-		ck_assert_ptr_nonnull(config_knobs[i].def);
+		struct config c;
+		config_defaults(&c);
+		/* No default text: a list that starts empty, or a value that
+		 * starts unset. */
+		if (!config_knobs[i].def)
+			ck_assert_uint_eq(config_knobs[i].type->count((const char *)&c + config_knobs[i].offset), 0);
 		ck_assert_ptr_nonnull(config_knobs[i].doc);
 		ck_assert_ptr_eq(config_find_knob(config_knobs[i].name), &config_knobs[i]);
 		/* The kind of knob writes a field of its own size. */
@@ -213,6 +270,97 @@ START_TEST(did_you_mean)
 }
 END_TEST
 
+START_TEST(new_keys)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	ck_assert_int_eq(load("allow = 10.0.0.0/8\n"
+			      "allow = ::1\n"
+			      "deny = 10.9.0.0/16\n"
+			      "max_connections_per_source = 10000000\n"
+			      "max_connection_time = 1h\n", &c, err), -EINVAL);
+	ck_assert_int_eq(load("allow = 10.0.0.0/8\n"
+			      "allow = ::1\n"
+			      "deny = 10.9.0.0/16\n"
+			      "max_connections_per_source = 10000000\n"
+			      "max_connection_time = 90s\n"
+			      "udp_rate_per_source = 100\n"
+			      "proxy_trusted = 10.0.0.1\n"
+			      "metrics = 127.0.0.1:9100\n"
+			      "defer_accept = 1ms\n"
+			      "tcp_keepalive = 1500ms\n"
+			      "free_bind = yes\n"
+			      "unix_mode = 0660\n"
+			      "unix_group = 1000\n"
+			      "log_connections = true\n", &c, err), 0);
+	ck_assert_uint_eq(c.allow.n, 2);
+	ck_assert_uint_eq(c.deny.n, 1);
+	ck_assert_uint_eq(c.max_connections_per_source, 10000000);
+	ck_assert_uint_eq(c.max_connection_time_ms, 90000);
+	ck_assert_uint_eq(c.udp_rate_per_source, 100);
+	ck_assert_uint_eq(c.proxy_trusted.n, 1); /* the file's list replaces the default */
+	ck_assert_str_eq(c.metrics, "127.0.0.1:9100");
+	ck_assert_uint_eq(c.defer_accept_s, 1);   /* rounded up */
+	ck_assert_uint_eq(c.tcp_keepalive_s, 2);  /* rounded up */
+	ck_assert(c.free_bind);
+	ck_assert_uint_eq(c.unix_mode, 0660);
+	ck_assert_str_eq(c.unix_group, "1000");
+	ck_assert(c.log_connections);
+}
+END_TEST
+
+START_TEST(new_key_errors)
+{
+	expect_error("allow = 10.0.0.1/8\n", 1,
+		     "invalid value for 'allow': host bits set past the prefix length in '10.0.0.1/8'");
+	expect_error("deny = example.com\n", 1,
+		     "invalid value for 'deny': invalid address 'example.com' (expected an IPv4 or IPv6 address, optionally /PREFIXLEN)");
+	expect_error("max_connections_per_source = 10000001\n", 1,
+		     "value out of range for 'max_connections_per_source': '10000001' (expected a whole number from 0 to 10000000)");
+	expect_error("udp_rate_per_source = -1\n", 1,
+		     "invalid value for 'udp_rate_per_source': '-1' (expected a whole number from 0 to 10000000)");
+	expect_error("max_connection_time = 43201min\n", 1,
+		     "value out of range for 'max_connection_time': '43201min' (expected seconds, or a number with suffix ms, s or min, from 0 to 43200min)");
+	expect_error("defer_accept = 601\n", 1,
+		     "value out of range for 'defer_accept': '601' (expected seconds, or a number with suffix ms, s or min, from 0 to 10min)");
+	expect_error("tcp_keepalive = 32768\n", 1,
+		     "value out of range for 'tcp_keepalive': '32768' (expected seconds, or a number with suffix ms, s or min, from 0 to 32767s)");
+	expect_error("metrics = udp:127.0.0.1:9100\n", 1,
+		     "invalid value for 'metrics': 'udp:127.0.0.1:9100' (expected a TCP or unix: address, without udp: or proxy:)");
+	expect_error("metrics = 1\nmetrics = 2\n", 2, "'metrics' is already set on line 1");
+	expect_error("unix_mode = 0778\n", 1,
+		     "invalid value for 'unix_mode': '0778' (expected an octal mode from 0000 to 0777)");
+	expect_error("unix_mode = 1777\n", 1,
+		     "value out of range for 'unix_mode': '1777' (expected an octal mode from 0000 to 0777)");
+	expect_error("unix_group = -x\n", 1,
+		     "invalid value for 'unix_group': '-x' (expected a group name of at most 32 characters, or a group number)");
+	expect_error("unix_group = 4294967295\n", 1,
+		     "value out of range for 'unix_group': '4294967295' (expected a group name of at most 32 characters, or a group number)");
+	expect_error("unix_group = a b\n", 1,
+		     "invalid value for 'unix_group': 'a b' (expected a group name of at most 32 characters, or a group number)");
+	expect_error("free_bind = maybe\n", 1,
+		     "invalid value for 'free_bind': 'maybe' (expected yes, no, true, false, on, off, 1 or 0)");
+}
+END_TEST
+
+START_TEST(group_names)
+{
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+	static const char *const good[] = { "echod", "_echod", "Echo.d-1", "machine$", "0", "4294967294",
+					    "a2345678901234567890123456789012" };
+	static const char *const bad[] = { "1abc", "-echod", "ec$hod", "$", "a23456789012345678901234567890123",
+					   "gr\xc3\xbcn" };
+	config_defaults(&c);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(config_set(&c, config_find_knob("unix_group"), good[i], err, sizeof(err)) == 0,
+			      "%s: %s", good[i], err);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(config_set(&c, config_find_knob("unix_group"), bad[i], err, sizeof(err)) < 0, "%s",
+			      bad[i]);
+}
+END_TEST
+
 START_TEST(listen_limit)
 {
 	struct config c;
@@ -225,40 +373,6 @@ START_TEST(listen_limit)
 	ck_assert_str_eq(err, "too many 'listen' addresses (at most 64)");
 }
 END_TEST
-
-/* ---- the file ---- */
-
-static char path[64];
-
-static void write_file(const char *text)
-{
-	strcpy(path, "/tmp/echod-test-XXXXXX");
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-}
-
-static int load(const char *text, struct config *c, char *err)
-{
-	write_file(text);
-	config_defaults(c);
-	int r = config_load_file(c, path, false, err, CONFIG_ERROR_MAX);
-	unlink(path);
-	return r;
-}
-
-static void expect_error(const char *text, unsigned line, const char *msg)
-{
-	struct config c;
-	char err[CONFIG_ERROR_MAX], want[CONFIG_ERROR_MAX];
-	ck_assert_int_eq(load(text, &c, err), -EINVAL);
-	snprintf(want, sizeof(want), "%s:%u: %s", path, line, msg);
-	ck_assert_str_eq(err, want);
-	/* A bad file leaves the configuration untouched. */
-	ck_assert_uint_eq(c.backlog, 4096);
-	ck_assert_str_eq(c.listen[0], "[::]:7");
-}
 
 START_TEST(file_full)
 {
@@ -461,13 +575,27 @@ START_TEST(print_every_key)
 	fclose(f);
 	ck_assert_str_eq(text, "listen = [::]:7\n"
 			       "backlog = 4096\n"
-			       "buffer_size = 16K\n"
+			       "buffer_size = 64K\n"
 			       "max_connections = 0\n"
 			       "idle_timeout = 0\n"
 			       "shutdown_timeout = 5s\n"
 			       "transform = none\n"
 			       "reuse_port = no\n"
-			       "log_level = info\n");
+			       "log_level = info\n"
+			       "# allow =\n"
+			       "# deny =\n"
+			       "max_connections_per_source = 0\n"
+			       "max_connection_time = 0\n"
+			       "udp_rate_per_source = 0\n"
+			       "proxy_trusted = 127.0.0.0/8\n"
+			       "proxy_trusted = ::1\n"
+			       "# metrics =\n"
+			       "defer_accept = 1s\n"
+			       "tcp_keepalive = 1min\n"
+			       "free_bind = no\n"
+			       "unix_mode = 0666\n"
+			       "# unix_group =\n"
+			       "log_connections = no\n");
 	free(text);
 }
 END_TEST
@@ -478,7 +606,11 @@ START_TEST(printed_config_parses_back)
 	char err[CONFIG_ERROR_MAX];
 	char *text = NULL;
 	size_t len = 0;
-	ck_assert_int_eq(load("listen = 1\nlisten = unix:@x\nbuffer_size = 65\nidle_timeout = 1500ms\nreuse_port = on\n",
+	ck_assert_int_eq(load("listen = 1\nlisten = unix:@x\nlisten = proxy:unix:/run/lb.sock\nbuffer_size = 65\n"
+			      "idle_timeout = 1500ms\nreuse_port = on\nallow = 10.0.0.0/8\nallow = 2001:db8::/32\n"
+			      "deny = 10.1.0.0/16\nproxy_trusted = 192.0.2.1\nmetrics = unix:/run/m.sock\n"
+			      "defer_accept = 1500ms\ntcp_keepalive = 0\nunix_mode = 600\nunix_group = echod\n"
+			      "max_connection_time = 2min\nlog_connections = yes\nfree_bind = on\n",
 			      &a, err), 0);
 	FILE *f = open_memstream(&text, &len);
 	config_print(&a, f);
@@ -507,6 +639,9 @@ static Suite *suite(void)
 	tcase_add_test(t, set_messages);
 	tcase_add_test(t, listen_limit);
 	tcase_add_test(t, did_you_mean);
+	tcase_add_test(t, new_keys);
+	tcase_add_test(t, new_key_errors);
+	tcase_add_test(t, group_names);
 	suite_add_tcase(s, t);
 	t = tcase_create("file");
 	tcase_add_test(t, file_full);
