@@ -67,7 +67,7 @@ START_TEST(proxy_forms)
 	rejects("udp:proxy:127.0.0.1:7",
 		"proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): 'udp:proxy:127.0.0.1:7'");
 	rejects("proxy:", "empty address");
-	rejects("proxy:proxy:7", "invalid address 'proxy:proxy:7' (IPv6 addresses go in brackets: [::1]:7)");
+	rejects("proxy:proxy:7", "invalid IPv4 address 'proxy' (host names are not resolved)");
 }
 END_TEST
 
