@@ -199,16 +199,23 @@ void address_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 	char host[INET6_ADDRSTRLEN + IF_NAMESIZE];
 
 	switch (sa->sa_family) {
+	/* Copies, not casts: sa may be only as aligned as struct sockaddr. */
 	case AF_INET: {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(buf, size, "%s:%u", host, ntohs(s4->sin_port));
+		struct sockaddr_in s4;
+		if (len < sizeof(s4))
+			break;
+		memcpy(&s4, sa, sizeof(s4));
+		inet_ntop(AF_INET, &s4.sin_addr, host, sizeof(host));
+		snprintf(buf, size, "%s:%u", host, ntohs(s4.sin_port));
 		return;
 	}
 	case AF_INET6: {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(buf, size, "[%s]:%u", host, ntohs(s6->sin6_port));
+		struct sockaddr_in6 s6;
+		if (len < sizeof(s6))
+			break;
+		memcpy(&s6, sa, sizeof(s6));
+		inet_ntop(AF_INET6, &s6.sin6_addr, host, sizeof(host));
+		snprintf(buf, size, "[%s]:%u", host, ntohs(s6.sin6_port));
 		return;
 	}
 	case AF_UNIX: {
@@ -225,8 +232,9 @@ void address_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 		return;
 	}
 	default:
-		snprintf(buf, size, "(address family %d)", sa->sa_family);
+		break;
 	}
+	snprintf(buf, size, "(address family %d, %u bytes)", sa->sa_family, (unsigned)len);
 }
 
 const char *address_kind_name(enum listen_kind kind)

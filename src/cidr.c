@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,14 +118,16 @@ static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned prefix)
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
 {
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	/* Read through memcpy: sa may be only as aligned as struct sockaddr. */
+	const char *base = (const char *)sa;
+	uint8_t a[16];
 
 	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		return c->family == AF_INET && prefix_equal(c->addr, (const uint8_t *)&s4->sin_addr, c->prefix);
+		memcpy(a, base + offsetof(struct sockaddr_in, sin_addr), 4);
+		return c->family == AF_INET && prefix_equal(c->addr, a, c->prefix);
 	}
 	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		const uint8_t *a = s6->sin6_addr.s6_addr;
+		memcpy(a, base + offsetof(struct sockaddr_in6, sin6_addr), 16);
 		if (c->family == AF_INET6)
 			return prefix_equal(c->addr, a, c->prefix);
 		return c->family == AF_INET && memcmp(a, v4mapped, sizeof(v4mapped)) == 0 &&

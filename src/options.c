@@ -67,7 +67,7 @@ static void usage(FILE *out)
 		"  -t, --check-config           print the effective configuration and exit\n"
 		"  -q, --quiet                  with -t: print nothing on success\n"
 		"  -h, --help                   show this help and exit\n"
-		"  -V, --version                show the version and exit\n"
+		"  -V, --version                show the version and build features and exit\n"
 		"\n"
 		"See echod(8) and echod.conf(5).\n",
 		ECHOD_CONFIG_PATH);
@@ -115,29 +115,29 @@ static const struct option *valueless_long(const char *arg)
 
 /* getopt's optopt says little: for `--help=x` it is 'h'. Name what was
  * typed, quoted so that control characters never reach the terminal. */
-static void report_unknown(const char *arg)
+static void report_unknown(FILE *err, const char *arg)
 {
 	const struct option *lo = valueless_long(arg);
 	char text[64 * 4 + 1];
 
 	if (lo) {
-		fprintf(stderr, "echod: option '--%s' takes no value\n", lo->name);
+		fprintf(err, "echod: option '--%s' takes no value\n", lo->name);
 		return;
 	}
 	if (strncmp(arg, "--", 2) == 0) {
 		config_quote(text, sizeof(text), arg, 64);
-		fprintf(stderr, "echod: unknown option '%s'\n", text);
+		fprintf(err, "echod: unknown option '%s'\n", text);
 	} else if (optopt > 0x20 && optopt < 0x7f) {
-		fprintf(stderr, "echod: unknown option '-%c'\n", optopt);
+		fprintf(err, "echod: unknown option '-%c'\n", optopt);
 	} else {
-		fprintf(stderr, "echod: unknown option '-\\x%02x'\n", (unsigned char)optopt);
+		fprintf(err, "echod: unknown option '-\\x%02x'\n", (unsigned char)optopt);
 	}
 }
 
-int options_parse(int argc, char **argv, struct options *o)
+int options_parse_to(int argc, char **argv, struct options *o, FILE *out, FILE *err)
 {
 	struct config scratch;
-	char err[CONFIG_ERROR_MAX];
+	char msg[CONFIG_ERROR_MAX], text[64 * 4 + 1];
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -148,7 +148,9 @@ int options_parse(int argc, char **argv, struct options *o)
 	for (size_t i = 0; i < config_n_knobs; i++)
 		config_clear(&scratch, &config_knobs[i]);
 	opterr = 0;
-	optind = 1;
+	/* 0, not 1: glibc then also forgets where it was inside a group of
+	 * short options (-tZ) when a previous call stopped there. */
+	optind = 0;
 	while ((c = getopt_long(argc, argv, ":c:l:b:B:m:i:T:tqhV", long_options, NULL)) != -1) {
 		const struct knob *k;
 
@@ -164,16 +166,17 @@ int options_parse(int argc, char **argv, struct options *o)
 			o->quiet = true;
 			continue;
 		case 'h':
-			usage(stdout);
+			usage(out);
 			return OPTIONS_EXIT_OK;
 		case 'V':
-			printf("echod %s\nfeatures: %csystemd\n", ECHOD_VERSION, HAVE_SYSTEMD ? '+' : '-');
+			fprintf(out, "echod %s\nfeatures: %csystemd\n", ECHOD_VERSION, HAVE_SYSTEMD ? '+' : '-');
 			return OPTIONS_EXIT_OK;
 		case ':':
-			fprintf(stderr, "echod: option '%s' needs a value\n", argv[optind - 1]);
+			config_quote(text, sizeof(text), argv[optind - 1], 64);
+			fprintf(err, "echod: option '%s' needs a value\n", text);
 			goto usage_error;
 		case '?':
-			report_unknown(argv[optind - 1]);
+			report_unknown(err, argv[optind - 1]);
 			goto usage_error;
 		}
 		k = knob_for(c);
@@ -181,12 +184,12 @@ int options_parse(int argc, char **argv, struct options *o)
 			goto usage_error;
 		/* Check the value now: a bad one is a usage error (exit 2),
 		 * reported before any file is read. */
-		if (config_set(&scratch, k, optarg, err, sizeof(err)) < 0) {
-			fprintf(stderr, "echod: --%s: %s\n", option_name(c), err);
+		if (config_set(&scratch, k, optarg, msg, sizeof(msg)) < 0) {
+			fprintf(err, "echod: --%s: %s\n", option_name(c), msg);
 			goto usage_error;
 		}
 		if (o->n_overrides == OPTIONS_MAX_OVERRIDES) {
-			fprintf(stderr, "echod: too many options\n");
+			fprintf(err, "echod: too many options\n");
 			goto usage_error;
 		}
 		o->overrides[o->n_overrides].knob = k;
@@ -194,14 +197,20 @@ int options_parse(int argc, char **argv, struct options *o)
 		o->n_overrides++;
 	}
 	if (optind < argc) {
-		fprintf(stderr, "echod: unexpected argument '%s'\n", argv[optind]);
+		config_quote(text, sizeof(text), argv[optind], 64);
+		fprintf(err, "echod: unexpected argument '%s'\n", text);
 		goto usage_error;
 	}
 	return OPTIONS_RUN;
 
 usage_error:
-	fprintf(stderr, "Try 'echod --help' for more information.\n");
+	fprintf(err, "Try 'echod --help' for more information.\n");
 	return OPTIONS_USAGE;
+}
+
+int options_parse(int argc, char **argv, struct options *o)
+{
+	return options_parse_to(argc, argv, o, stdout, stderr);
 }
 
 int options_load_config(const struct options *o, struct config *cfg, char *err, size_t errlen)

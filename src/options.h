@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 
@@ -32,6 +33,9 @@ enum {
 /* Parses argv into o. No state survives between calls (getopt is reset),
  * nothing exits: it may be called again, on any input. */
 int options_parse(int argc, char **argv, struct options *o);
+
+/* The same, writing --help and --version to out and messages to err. */
+int options_parse_to(int argc, char **argv, struct options *o, FILE *out, FILE *err);
 
 /* Defaults, then the file, then the command line. 0, or -1 with err
  * holding "FILE:LINE: message". */
