@@ -1,11 +1,12 @@
+/* The knob table, setting knobs from text, printing them, and reading
+ * the config file. The kinds of value are in config_values.c. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -369,7 +369,7 @@ static void listen_clear(void *field)
 
 static void listen_describe(const struct knob *k, char *buf, size_t size)
 {
-	snprintf(buf, size, "PORT, HOST:PORT, [IPV6]:PORT or unix:/PATH, optionally prefixed by udp:");
+	snprintf(buf, size, "PORT, HOST:PORT, [IPV6]:PORT or unix:/PATH, optionally prefixed by udp: or proxy:");
 }
 
 const struct knob_type knob_listen = {
