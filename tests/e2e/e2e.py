@@ -517,6 +517,17 @@ class E2E:
             f.write(content)
         os.chmod(self.conf, 0o644)
 
+    def binds(self):
+        """nspawn options that put what is tested into the container: the
+        installed files read-only, the test configuration writable."""
+        args = []
+        for dest, src in sorted(self.staged.items()):
+            if dest == CONF_PATH:
+                continue
+            args.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
+        args.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        return args
+
     def boot(self):
         for mount, path in self.hierarchies:
             d = os.path.join(mount + path, self.name)
@@ -526,11 +537,7 @@ class E2E:
         cmd = ['systemd-nspawn', '--quiet', '--directory=' + self.tree,
                '--machine=' + self.name, '--boot', '--register=no', '--keep-unit',
                '--private-network', '--volatile=overlay', '--console=read-only']
-        for dest, src in sorted(self.staged.items()):
-            if dest == CONF_PATH:
-                continue
-            cmd.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
-        cmd.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        cmd += self.binds()
         cgroups = list(self.cgroups)
 
         def enter_cgroup():
