@@ -120,6 +120,8 @@ struct bench_mode {
 	void (*compute)(struct result *r);
 	/* The mode's lines of the table, between the size and the latencies. */
 	void (*report)(const struct result *r);
+	/* The mode's own members of the JSON line, each followed by a comma. */
+	void (*json)(const struct result *r);
 };
 
 extern const struct bench_mode mode_pingpong, mode_stream, mode_connect, mode_idle;
@@ -222,6 +224,7 @@ uint64_t total_errors(void);
 void tick(uint64_t now);
 void compute(struct result *r);
 void report_json(const struct result *r);
+void json_conns_per_s(const struct result *r);
 void report_table(const struct result *r);
 void report_size(const char *label);
 void report_measured(const struct result *r);

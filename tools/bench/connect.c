@@ -39,4 +39,5 @@ const struct bench_mode mode_connect = {
 	.on_established = cs_established,
 	.on_readable = cs_readable,
 	.report = cs_report,
+	.json = json_conns_per_s,
 };

@@ -65,4 +65,5 @@ const struct bench_mode mode_idle = {
 	.begin_drain = idle_begin_drain,
 	.compute = idle_compute,
 	.report = idle_report,
+	.json = json_conns_per_s,
 };

@@ -3,187 +3,131 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
-#include "build-config.h"
+#include "address.h"
 #include "bench.h"
+#include "build-config.h"
+#include "config.h"
 
 static const struct bench_mode *const modes[] = {
 	&mode_pingpong, &mode_stream, &mode_connect, &mode_idle,
 };
 
-static int digits_only(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
+/* 24 hours, the longest of any duration option. */
+#define MAX_DURATION_MS (86400ull * 1000)
 
-static uint64_t parse_uint(const char *name, const char *s, uint64_t min,
-			   uint64_t max)
-{
-	char *end;
-	unsigned long long v;
+static char target_text[ADDRESS_TEXT_MAX];
+static enum listen_kind target_kind;
 
-	if (!(*s >= '0' && *s <= '9'))
+/*
+ * The value parsers are echod's own (config.h), so a size or a duration
+ * means the same on both command lines; these wrappers only turn their
+ * -EINVAL and -ERANGE into usage errors that name the option.
+ */
+static uint64_t opt_uint(const char *name, const char *s, uint64_t min, uint64_t max)
+{
+	uint64_t v;
+	int r = parse_uint(s, min, max, &v);
+
+	if (r == -ERANGE)
+		usage_error("%s must be between %" PRIu64 " and %" PRIu64 ", not '%s'",
+			    name, min, max, s);
+	if (r < 0)
 		usage_error("invalid value for %s: '%s'", name, s);
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0')
-		usage_error("invalid value for %s: '%s'", name, s);
-	if (v < min || v > max)
-		usage_error("%s must be between %" PRIu64 " and %" PRIu64
-			    ", not '%s'", name, min, max, s);
 	return v;
 }
 
-/* BYTES, or with suffix K or M (x1024). */
-static size_t parse_size(const char *name, const char *s, size_t min, size_t max)
+static size_t opt_size(const char *name, const char *s, size_t min, size_t max)
 {
-	char *end;
-	unsigned long long v;
-	unsigned long long mult = 1;
+	char lo[32], hi[32];
+	uint64_t v;
+	int r = parse_size(s, min, max, &v);
 
-	if (!(*s >= '0' && *s <= '9'))
-		usage_error("invalid size for %s: '%s'", name, s);
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		usage_error("invalid size for %s: '%s'", name, s);
-	if (*end == 'K' || *end == 'k')
-		mult = 1024, end++;
-	else if (*end == 'M' || *end == 'm')
-		mult = 1024 * 1024, end++;
-	if (*end != '\0' || v > max / mult)
-		usage_error("invalid size for %s: '%s' (at most %zu)", name, s, max);
-	v *= mult;
-	if (v < min || v > max)
-		usage_error("%s must be between %zu and %zu bytes, not '%s'", name,
-			    min, max, s);
+	if (r == -ERANGE) {
+		format_size(min, lo, sizeof(lo));
+		format_size(max, hi, sizeof(hi));
+		usage_error("%s must be between %s and %s bytes, not '%s'", name, lo,
+			    hi, s);
+	}
+	if (r < 0)
+		usage_error("invalid size for %s: '%s' (a number of bytes, or with "
+			    "the suffix K or M)", name, s);
 	return (size_t)v;
 }
 
-/* SECONDS (decimals allowed), or with suffix ms, s or min. */
-static double parse_duration(const char *name, const char *s, double min)
+/*
+ * Seconds. Beyond echod's syntax, a number of seconds may carry up to three
+ * decimals ("0.2", "1.5s"), as scripts write them; it is spelled in
+ * milliseconds for the shared parser, so the bounds and units stay its own.
+ */
+static double opt_duration(const char *name, const char *s, uint64_t min_ms)
 {
-	char *end;
-	double v;
+	char buf[64], lo[32], hi[32];
+	const char *text = s, *dot = strchr(s, '.');
+	uint64_t ms;
+	int r;
 
-	if (!((*s >= '0' && *s <= '9') || *s == '.'))
-		usage_error("invalid duration for %s: '%s'", name, s);
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v))
-		usage_error("invalid duration for %s: '%s'", name, s);
-	if (strcmp(end, "ms") == 0)
-		v /= 1000.0;
-	else if (strcmp(end, "min") == 0)
-		v *= 60.0;
-	else if (*end != '\0' && strcmp(end, "s") != 0)
-		usage_error("invalid duration for %s: '%s' (use a number of "
-			    "seconds, or a suffix ms, s or min)", name, s);
-	if (v < min || v > MAX_SECONDS)
-		usage_error("%s must be between %g s and %g s, not '%s'", name, min,
-			    MAX_SECONDS, s);
-	return v;
+	if (dot) {
+		const char *frac = dot + 1;
+		size_t whole = (size_t)(dot - s), digits = strspn(frac, "0123456789");
+		const char *unit = frac + digits;
+
+		if (whole == 0 || whole > 15 || digits == 0 || digits > 3 ||
+		    (*unit != '\0' && strcmp(unit, "s") != 0))
+			usage_error("invalid duration for %s: '%s' (seconds with at "
+				    "most three decimals, or a whole number with the "
+				    "suffix ms, s or min)", name, s);
+		snprintf(buf, sizeof(buf), "%.*s%.*s%.*sms", (int)whole, s, (int)digits,
+			 frac, (int)(3 - digits), "000");
+		text = buf;
+	}
+	r = parse_duration_ms(text, min_ms, MAX_DURATION_MS, &ms);
+	if (r == -ERANGE) {
+		format_duration_ms(min_ms, lo, sizeof(lo));
+		format_duration_ms(MAX_DURATION_MS, hi, sizeof(hi));
+		usage_error("%s must be between %s and %s, not '%s'", name, lo, hi, s);
+	}
+	if (r < 0)
+		usage_error("invalid duration for %s: '%s' (a number of seconds, or "
+			    "with the suffix ms, s or min)", name, s);
+	return (double)ms / 1000.0;
 }
 
+/*
+ * The target, in echod's `listen` syntax (address.h). A client cannot
+ * connect to a wildcard, so a bare PORT (echod: every address) means the
+ * loopback 127.0.0.1 here, as it always has for echod-bench.
+ */
 static void parse_target(const char *s)
 {
-	char host[256];
-	const char *port_s;
-	uint16_t port;
+	struct listen_addr la;
+	char err[256];
 
-	memset(&opt.addr, 0, sizeof(opt.addr));
-	if (strncmp(s, "unix:", 5) == 0) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&opt.addr;
-		size_t len = strlen(s + 5);
+	if (address_parse(s, &la, err, sizeof(err)) < 0)
+		usage_error("invalid address '%s': %s", s, err);
+	if (la.wildcard_v6) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&la.sa;
+		in_port_t port = ((struct sockaddr_in6 *)&la.sa)->sin6_port;
 
-		if (len == 0 || len >= sizeof(un->sun_path))
-			usage_error("invalid Unix socket path in '%s'", s);
-		un->sun_family = AF_UNIX;
-		memcpy(un->sun_path, s + 5, len + 1);
-		opt.addrlen = (socklen_t)sizeof(*un);
-		return;
-	}
-	if (digits_only(s)) {
-		snprintf(host, sizeof(host), "127.0.0.1");
-		port_s = s;
-	} else if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		size_t len;
-
-		if (!rb || rb[1] != ':')
-			usage_error("invalid address '%s' (expected [IPV6]:PORT)", s);
-		len = (size_t)(rb - s - 1);
-		if (len == 0 || len >= sizeof(host))
-			usage_error("invalid address '%s'", s);
-		memcpy(host, s + 1, len);
-		host[len] = '\0';
-		port_s = rb + 2;
-	} else {
-		const char *colon = strrchr(s, ':');
-		size_t len;
-
-		if (!colon || strchr(s, ':') != colon)
-			usage_error("invalid address '%s' (expected HOST:PORT, "
-				    "[IPV6]:PORT or unix:/PATH)", s);
-		len = (size_t)(colon - s);
-		if (len == 0 || len >= sizeof(host))
-			usage_error("invalid address '%s'", s);
-		memcpy(host, s, len);
-		host[len] = '\0';
-		port_s = colon + 1;
-	}
-	if (!digits_only(port_s) || strlen(port_s) > 5 || atoi(port_s) < 1 ||
-	    atoi(port_s) > 65535)
-		usage_error("invalid port in '%s'", s);
-	port = (uint16_t)atoi(port_s);
-
-	if (s[0] == '[') {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&opt.addr;
-
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			usage_error("invalid IPv6 address in '%s'", s);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		opt.addrlen = (socklen_t)sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&opt.addr;
-
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-			struct addrinfo hints, *res = NULL;
-			int rc;
-
-			memset(&hints, 0, sizeof(hints));
-			hints.ai_family = AF_UNSPEC;
-			hints.ai_socktype = SOCK_STREAM;
-			rc = getaddrinfo(host, NULL, &hints, &res);
-			if (rc != 0 || !res)
-				usage_error("cannot resolve '%s': %s", host,
-					    gai_strerror(rc));
-			memcpy(&opt.addr, res->ai_addr, res->ai_addrlen);
-			opt.addrlen = res->ai_addrlen;
-			freeaddrinfo(res);
-			if (opt.addr.ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&opt.addr)->sin6_port = htons(port);
-			else
-				((struct sockaddr_in *)&opt.addr)->sin_port = htons(port);
-			return;
-		}
+		memset(&la.sa, 0, sizeof(la.sa));
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		opt.addrlen = (socklen_t)sizeof(*sin);
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin->sin_port = port;
+		la.len = sizeof(*sin);
 	}
+	if (la.kind != LISTEN_UNIX &&
+	    ((struct sockaddr_in *)&la.sa)->sin_port == 0) /* same offset in sin6 */
+		usage_error("invalid address '%s': port 0 cannot be connected to", s);
+	memcpy(&opt.addr, &la.sa, sizeof(opt.addr));
+	opt.addrlen = la.len;
+	target_kind = la.kind;
+	address_format((const struct sockaddr *)&opt.addr, opt.addrlen, target_text,
+		       sizeof(target_text));
+	opt.target = target_text;
 }
 
 static int target_is_ipv4_loopback(void)
@@ -201,8 +145,9 @@ static void usage(void)
 "Load generator for echo servers: drives connections in one epoll loop,\n"
 "checks every echoed byte and reports rates and latency percentiles.\n"
 "\n"
-"ADDRESS is HOST:PORT, [IPV6]:PORT, unix:/PATH or PORT (127.0.0.1:PORT);\n"
-"default 127.0.0.1:7.\n"
+"ADDRESS is written as for echod -l: IPV4:PORT, [IPV6]:PORT, unix:/PATH,\n"
+"unix:@ABSTRACT, or PORT (here 127.0.0.1:PORT); host names are not\n"
+"resolved. Default 127.0.0.1:7.\n"
 "\n"
 "  -m, --mode=MODE           pingpong (default), stream, connect or idle\n"
 "  -c, --connections=N       connections (connect: concurrent connectors); 1\n"
@@ -225,9 +170,10 @@ static void usage(void)
 "  -h, --help                display this help and exit\n"
 "  -V, --version             output version information and exit\n"
 "\n"
-"DURATION is seconds, or a number with suffix ms, s or min. SIZE is bytes,\n"
-"or a number with suffix K or M. Exit status: 0 if every byte came back\n"
-"right and nothing stalled or failed, 1 otherwise, 2 on a usage error.\n");
+"SIZE and DURATION are written as in echod.conf: 64, 16K, 1M; 5, 250ms,\n"
+"5s, 2min; a number of seconds may also have up to three decimals (0.5).\n"
+"Exit status: 0 if every byte came back right and nothing stalled or\n"
+"failed, 1 otherwise, 2 on a usage error.\n");
 }
 
 void parse_options(int argc, char **argv)
@@ -260,10 +206,10 @@ void parse_options(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *target = "127.0.0.1:7";
 	int ch, size_set = 0, srcaddr_set = 0, pipeline_set = 0;
 
 	opt.mode = &mode_pingpong;
-	opt.target = "127.0.0.1:7";
 	opt.conns = 1;
 	opt.pipeline = 1;
 	opt.size = 64;
@@ -291,41 +237,41 @@ void parse_options(int argc, char **argv)
 			break;
 		}
 		case 'c':
-			opt.conns = (unsigned)parse_uint("--connections", optarg, 1,
+			opt.conns = (unsigned)opt_uint("--connections", optarg, 1,
 						       MAX_CONNS);
 			break;
 		case 'P':
-			opt.pipeline = (unsigned)parse_uint("--pipeline", optarg, 1,
+			opt.pipeline = (unsigned)opt_uint("--pipeline", optarg, 1,
 							  MAX_PIPELINE);
 			pipeline_set = 1;
 			break;
 		case 's':
-			opt.size = parse_size("--size", optarg, 1, MAX_SIZE);
+			opt.size = opt_size("--size", optarg, 1, MAX_SIZE);
 			size_set = 1;
 			break;
 		case 'd':
-			opt.duration = parse_duration("--duration", optarg, 0.001);
+			opt.duration = opt_duration("--duration", optarg, 1);
 			break;
 		case 'w':
-			opt.warmup = parse_duration("--warmup", optarg, 0.0);
+			opt.warmup = opt_duration("--warmup", optarg, 0);
 			break;
 		case OPT_OPEN_TIMEOUT:
-			opt.open_timeout = parse_duration("--open-timeout", optarg, 0.001);
+			opt.open_timeout = opt_duration("--open-timeout", optarg, 1);
 			break;
 		case OPT_OPEN_CONCURRENCY:
-			opt.open_concurrency = (unsigned)parse_uint(
+			opt.open_concurrency = (unsigned)opt_uint(
 				"--open-concurrency", optarg, 1, MAX_CONNS);
 			break;
 		case OPT_STALL_TIMEOUT:
-			opt.stall = parse_duration("--stall-timeout", optarg, 0.01);
+			opt.stall = opt_duration("--stall-timeout", optarg, 10);
 			break;
 		case OPT_SOURCE_ADDRS:
-			opt.source_addrs = (unsigned)parse_uint("--source-addrs", optarg,
+			opt.source_addrs = (unsigned)opt_uint("--source-addrs", optarg,
 							      0, MAX_SOURCE_ADDRS);
 			srcaddr_set = 1;
 			break;
 		case OPT_SEED:
-			opt.seed = parse_uint("--seed", optarg, 0, UINT64_MAX);
+			opt.seed = opt_uint("--seed", optarg, 0, UINT64_MAX);
 			break;
 		case OPT_RESET:
 			opt.reset = 1;
@@ -357,10 +303,13 @@ void parse_options(int argc, char **argv)
 		}
 	}
 	if (optind < argc)
-		opt.target = argv[optind++];
+		target = argv[optind++];
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
-	parse_target(opt.target);
+	parse_target(target);
+	if (target_kind == LISTEN_UDP)
+		usage_error("'%s' is a UDP address; the %s mode speaks TCP", target,
+			    opt.mode->name);
 
 	if (!size_set && opt.mode->default_size)
 		opt.size = opt.mode->default_size;

@@ -68,7 +68,8 @@ static void pp_begin_load(struct conn *c, uint64_t now)
 
 static void pp_report(const struct result *r)
 {
-	printf("  %-16s %u in flight per connection\n", "messages", opt.pipeline);
+	printf("  %-16s %u message%s per connection\n", "in flight", opt.pipeline,
+	       opt.pipeline == 1 ? "" : "s");
 	report_size("message size");
 	report_measured(r);
 	report_rate(r, "messages");

@@ -127,10 +127,12 @@ void report_json(const struct result *r)
 	printf(",\"connections\":%u,\"pipeline\":%u,\"size\":%zu,\"warmup_s\":%.3f,"
 	       "\"duration_s\":%.3f,\"opened\":%u,\"open_s\":%.3f,\"held\":%u,"
 	       "\"messages\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"bytes\":%" PRIu64
-	       ",\"mb_per_s\":%.3f,\"conns_per_s\":%.1f,",
-	       opt.conns, opt.pipeline, opt.size, (opt.mode->flags & BM_HOLDS) ? 0.0 : opt.warmup,
-	       r->window, g.opened, r->open_s, g.held, r->msgs, r->msgs_per_s, r->bytes,
-	       r->mb_per_s, r->conns_per_s);
+	       ",\"mb_per_s\":%.3f,",
+	       opt.conns, opt.pipeline, opt.size,
+	       (opt.mode->flags & BM_HOLDS) ? 0.0 : opt.warmup, r->window, g.opened,
+	       r->open_s, g.held, r->msgs, r->msgs_per_s, r->bytes, r->mb_per_s);
+	if (opt.mode->json)
+		opt.mode->json(r);
 	printf("\"latency_us\":{\"count\":%" PRIu64 ",\"min\":%.2f,\"p50\":%.2f,"
 	       "\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},",
 	       g.total.count, r->lat[0], r->lat[1], r->lat[2], r->lat[3], r->lat[4],
@@ -141,6 +143,12 @@ void report_json(const struct result *r)
 	       ",\"client_cpu\":%.3f,\"interrupted\":%s}\n",
 	       total_errors(), g.mismatches, g.conn_errors, g.stalled, g.not_opened,
 	       g.addr_retries, r->cpu, g.interrupted ? "true" : "false");
+}
+
+/* A rate of connections, for the modes that open them as their work. */
+void json_conns_per_s(const struct result *r)
+{
+	printf("\"conns_per_s\":%.1f,", r->conns_per_s);
 }
 
 void report_size(const char *label)
