@@ -41,6 +41,8 @@
 #define WRITE_BUDGET 4  /* writes per wakeup per connection, then requeue */
 #define STREAM_PRIME 1024u /* stream: size of the first (opening) echo */
 #define STALL_SCAN_NS (250 * NS_PER_MS)
+#define UDP_MAX_SIZE 65507u /* the largest UDP payload over IPv4 */
+#define UDP_HEADER_SIZE 16u /* sequence, slot and socket tag (udp.c) */
 #define RETRY_NS NS_PER_MS
 
 enum phase { PH_OPEN, PH_WARMUP, PH_MEASURE, PH_HOLD, PH_DRAIN, PH_DONE };
@@ -89,7 +91,9 @@ struct result {
 #define BM_RECYCLES 0x1 /* a slot whose connection ends gets a new one */
 #define BM_HOLDS 0x2    /* no warm-up or measure: hold, then drain */
 #define BM_NODELAY 0x4  /* TCP_NODELAY on every connection */
-#define BM_ENDLESS 0x8 /* writes never run out while load is issued */
+#define BM_ENDLESS 0x8  /* writes never run out while load is issued */
+#define BM_WINDOW 0x10  /* --pipeline: messages in flight per connection */
+#define BM_DGRAM 0x20   /* datagram sockets: IP targets, no TCP options */
 
 /*
  * A mode: the hooks that make the common connection engine (conn.c) and the
@@ -99,16 +103,22 @@ struct result {
 struct bench_mode {
 	const char *name;
 	const char *unit;          /* of the rate: "msg", "conn" or "MB" */
+	const char *count_unit;    /* of conn's counters; NULL: "bytes" */
 	const char *latency_label; /* heading of the latency row of the table */
 	unsigned flags;            /* BM_* */
 	size_t default_size;       /* of --size; 0 for the common default */
+	/* The socket type's engine: conn_start and conn_event for stream
+	 * sockets (conn.c). Required. */
+	int (*start)(struct conn *c, uint64_t now);
+	void (*on_event)(struct conn *c, uint32_t ev, uint64_t now);
 	/* After the options, before the loop: allocate per-connection state. */
 	void (*setup)(void);
 	void (*cleanup)(void);
-	/* The connection is up: issue its first (opening) echo. Required. */
+	/* Stream sockets (conn.c), required there. The connection is up:
+	 * issue its first (opening) echo. */
 	void (*on_established)(struct conn *c, uint64_t now);
 	/* Verified bytes arrived: c->recvd grew from before. Returns -1 if the
-	 * hook closed c. Required. */
+	 * hook closed c. */
 	int (*on_readable)(struct conn *c, uint64_t before, uint64_t now);
 	/* Everything issued is written: issue more? Returns 1 if it did. */
 	int (*on_writable)(struct conn *c);
@@ -116,6 +126,8 @@ struct bench_mode {
 	void (*begin_load)(struct conn *c, uint64_t now);
 	/* The measured time is over and c is open: last words before the drain. */
 	void (*begin_drain)(struct conn *c, uint64_t now);
+	/* Every stall scan, for each open connection: the mode's own timeouts. */
+	void (*scan)(struct conn *c, uint64_t now);
 	/* Adjust the generic figures (report.c) to what the mode measures. */
 	void (*compute)(struct result *r);
 	/* The mode's lines of the table, between the size and the latencies. */
@@ -124,7 +136,8 @@ struct bench_mode {
 	void (*json)(const struct result *r);
 };
 
-extern const struct bench_mode mode_pingpong, mode_stream, mode_connect, mode_idle;
+extern const struct bench_mode mode_pingpong, mode_stream, mode_connect, mode_idle,
+	mode_udp;
 
 struct options {
 	const struct bench_mode *mode;
@@ -134,7 +147,7 @@ struct options {
 	unsigned conns;
 	unsigned pipeline;
 	size_t size;
-	double duration, warmup, open_timeout, stall;
+	double duration, warmup, open_timeout, stall, loss_timeout;
 	unsigned open_concurrency;
 	unsigned source_addrs;
 	uint64_t seed;
@@ -163,6 +176,7 @@ struct state {
 	int progress_drawn;
 	uint64_t t_begin, t_opened, t_deadline, t_measure, t_end;
 	uint64_t t_next_tick, t_next_scan;
+	uint64_t scan_ns;     /* period of stall_scan() */
 	struct counters m0, m1, tick;
 	/* totals */
 	uint64_t msgs, bytes_rx, bytes_tx, conns_done;
@@ -175,6 +189,11 @@ struct state {
 extern struct options opt;
 extern struct state g;
 extern volatile sig_atomic_t stop_requested;
+
+static inline const char *count_unit(void)
+{
+	return opt.mode->count_unit ? opt.mode->count_unit : "bytes";
+}
 
 /* util.c */
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -205,7 +224,10 @@ static inline int issuing(void)
 }
 void runq_push(struct conn *c);
 void retry_push(struct conn *c);
+enum fail { FAIL_MISMATCH, FAIL_EOF, FAIL_ERRNO };
+
 int conn_start(struct conn *c, uint64_t now);
+void conn_fail(struct conn *c, enum fail why, int err);
 void conn_close(struct conn *c, enum cstate next);
 void conn_primed(struct conn *c);
 int conn_write(struct conn *c);

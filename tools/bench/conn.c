@@ -75,9 +75,7 @@ static inline int endless(void)
 	return (opt.mode->flags & BM_ENDLESS) && issuing();
 }
 
-enum fail { FAIL_MISMATCH, FAIL_EOF, FAIL_ERRNO };
-
-static void conn_fail(struct conn *c, enum fail why, int err)
+void conn_fail(struct conn *c, enum fail why, int err)
 {
 	const char *what = why == FAIL_MISMATCH ? "echoed bytes differ from those sent"
 			   : why == FAIL_EOF	 ? "closed by the server"
@@ -90,8 +88,8 @@ static void conn_fail(struct conn *c, enum fail why, int err)
 	if (!g.first_errno)
 		g.first_errno = why == FAIL_ERRNO ? err : why == FAIL_EOF ? ECONNRESET : EBADMSG;
 	if (g.mismatches + g.conn_errors <= 10)
-		note("connection %u: %s (after %" PRIu64 " bytes echoed)",
-		     (unsigned)(c - g.conns), what, c->recvd);
+		note("connection %u: %s (after %" PRIu64 " %s echoed)",
+		     (unsigned)(c - g.conns), what, c->recvd, count_unit());
 	conn_close(c, (opt.mode->flags & BM_RECYCLES) ? C_FREE : C_DEAD);
 	if ((opt.mode->flags & BM_RECYCLES) && issuing())
 		retry_push(c);

@@ -121,7 +121,7 @@ static void run_queues(uint64_t now)
 
 			c->queued = 0;
 			if (c->state == C_OPEN)
-				conn_event(c, 0, now_ns());
+				opt.mode->on_event(c, 0, now_ns());
 		}
 	}
 	if (g.retryq_n > 0 && now >= g.t_last_retry + RETRY_NS) {
@@ -138,11 +138,11 @@ static void run_queues(uint64_t now)
 
 			c->retrying = 0;
 			if (c->state == C_RETRY && again)
-				conn_start(c, now);
+				opt.mode->start(c, now);
 			else if (c->state == C_RETRY)
 				conn_close(c, (opt.mode->flags & BM_RECYCLES) ? C_FREE : C_DEAD);
 			else if (c->state == C_FREE && (opt.mode->flags & BM_RECYCLES) && again)
-				conn_start(c, now);
+				opt.mode->start(c, now);
 		}
 	}
 }
@@ -154,7 +154,7 @@ static void run(void)
 
 	g.t_begin = g.t_opened = now;
 	g.t_next_tick = now + NS_PER_S;
-	g.t_next_scan = now + STALL_SCAN_NS;
+	g.t_next_scan = now + g.scan_ns;
 	snapshot(&g.tick, now);
 	if (opt.mode->flags & BM_RECYCLES) {
 		/* no opening phase: the slots connect over and over */
@@ -162,7 +162,7 @@ static void run(void)
 		g.t_deadline = now + (uint64_t)(opt.warmup * NS_PER_S);
 		note("warming up for %.3g s", opt.warmup);
 		for (i = 0; i < opt.conns; i++)
-			conn_start(&g.conns[i], now);
+			opt.mode->start(&g.conns[i], now);
 		if (opt.warmup <= 0.0)
 			begin_measure(now);
 	} else {
@@ -181,7 +181,7 @@ static void run(void)
 			break;
 		if (now >= g.t_next_scan) {
 			stall_scan(now);
-			g.t_next_scan = now + STALL_SCAN_NS;
+			g.t_next_scan = now + g.scan_ns;
 		}
 		if (now >= g.t_next_tick) {
 			tick(now);
@@ -215,7 +215,7 @@ static void run(void)
 
 			if (c->fd != fd) /* stale: the slot moved on */
 				continue;
-			conn_event(c, events[k].events, now_ns());
+			opt.mode->on_event(c, events[k].events, now_ns());
 		}
 		now = now_ns();
 		run_queues(now);
@@ -237,6 +237,7 @@ int main(int argc, char **argv)
 	setup_process();
 
 	g.progress = !opt.quiet && isatty(STDOUT_FILENO);
+	g.scan_ns = STALL_SCAN_NS;
 	pattern_init(opt.seed);
 	hist_reset(&g.interval);
 	hist_reset(&g.total);

@@ -14,7 +14,7 @@
 #include "config.h"
 
 static const struct bench_mode *const modes[] = {
-	&mode_pingpong, &mode_stream, &mode_connect, &mode_idle,
+	&mode_pingpong, &mode_stream, &mode_connect, &mode_idle, &mode_udp,
 };
 
 /* 24 hours, the longest of any duration option. */
@@ -149,9 +149,10 @@ static void usage(void)
 "unix:@ABSTRACT, or PORT (here 127.0.0.1:PORT); host names are not\n"
 "resolved. Default 127.0.0.1:7.\n"
 "\n"
-"  -m, --mode=MODE           pingpong (default), stream, connect or idle\n"
+"  -m, --mode=MODE           pingpong (default), stream, connect, idle or udp\n"
 "  -c, --connections=N       connections (connect: concurrent connectors); 1\n"
-"  -P, --pipeline=N          pingpong: messages in flight per connection; 1\n"
+"  -P, --pipeline=N          pingpong, udp: messages in flight per connection;\n"
+"                            1\n"
 "  -s, --size=SIZE           message size (stream: write size); 64, stream 64K\n"
 "  -d, --duration=DURATION   measured time (idle: hold time); 5s\n"
 "  -w, --warmup=DURATION     load before measuring starts; 1s\n"
@@ -162,6 +163,8 @@ static void usage(void)
 "      --source-addrs=N      cycle source addresses 127.0.0.2 .. 127.0.0.N+1\n"
 "                            (IPv4 loopback; default 16 in connect mode or\n"
 "                            above 1000 connections, else 0)\n"
+"      --loss-timeout=DURATION  udp: a datagram not answered this long is\n"
+"                            lost and replaced; 200ms\n"
 "      --seed=N              seed of the byte streams; 1\n"
 "      --reset               close connections with a reset (SO_LINGER 0)\n"
 "  -j, --json                print the result as one JSON line\n"
@@ -183,6 +186,7 @@ void parse_options(int argc, char **argv)
 		OPT_OPEN_CONCURRENCY,
 		OPT_STALL_TIMEOUT,
 		OPT_SOURCE_ADDRS,
+		OPT_LOSS_TIMEOUT,
 		OPT_SEED,
 		OPT_RESET,
 	};
@@ -197,6 +201,7 @@ void parse_options(int argc, char **argv)
 		{ "open-concurrency", required_argument, NULL, OPT_OPEN_CONCURRENCY },
 		{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
 		{ "source-addrs", required_argument, NULL, OPT_SOURCE_ADDRS },
+		{ "loss-timeout", required_argument, NULL, OPT_LOSS_TIMEOUT },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "reset", no_argument, NULL, OPT_RESET },
 		{ "json", no_argument, NULL, 'j' },
@@ -207,7 +212,7 @@ void parse_options(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *target = "127.0.0.1:7";
-	int ch, size_set = 0, srcaddr_set = 0, pipeline_set = 0;
+	int ch, size_set = 0, srcaddr_set = 0, pipeline_set = 0, loss_set = 0;
 
 	opt.mode = &mode_pingpong;
 	opt.conns = 1;
@@ -217,6 +222,7 @@ void parse_options(int argc, char **argv)
 	opt.warmup = 1.0;
 	opt.open_timeout = 30.0;
 	opt.stall = 2.0;
+	opt.loss_timeout = 0.2;
 	opt.open_concurrency = 64;
 	opt.seed = 1;
 
@@ -232,7 +238,7 @@ void parse_options(int argc, char **argv)
 					break;
 			if (i == sizeof(modes) / sizeof(modes[0]))
 				usage_error("unknown mode '%s' (pingpong, stream, "
-					    "connect or idle)", optarg);
+					    "connect, idle or udp)", optarg);
 			opt.mode = modes[i];
 			break;
 		}
@@ -269,6 +275,10 @@ void parse_options(int argc, char **argv)
 			opt.source_addrs = (unsigned)opt_uint("--source-addrs", optarg,
 							      0, MAX_SOURCE_ADDRS);
 			srcaddr_set = 1;
+			break;
+		case OPT_LOSS_TIMEOUT:
+			opt.loss_timeout = opt_duration("--loss-timeout", optarg, 1);
+			loss_set = 1;
 			break;
 		case OPT_SEED:
 			opt.seed = opt_uint("--seed", optarg, 0, UINT64_MAX);
@@ -307,15 +317,30 @@ void parse_options(int argc, char **argv)
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
 	parse_target(target);
-	if (target_kind == LISTEN_UDP)
-		usage_error("'%s' is a UDP address; the %s mode speaks TCP", target,
-			    opt.mode->name);
+	if (opt.mode->flags & BM_DGRAM) {
+		if (target_kind == LISTEN_UNIX)
+			usage_error("the %s mode needs an IP address, not '%s'",
+				    opt.mode->name, target);
+		if (opt.size < UDP_HEADER_SIZE || opt.size > UDP_MAX_SIZE)
+			usage_error("--size must be between %u and %u bytes in %s mode",
+				    UDP_HEADER_SIZE, UDP_MAX_SIZE, opt.mode->name);
+		if (opt.reset || srcaddr_set)
+			usage_error("--reset and --source-addrs apply to TCP only");
+		if (opt.loss_timeout >= opt.stall)
+			usage_error("--loss-timeout must be shorter than --stall-timeout");
+	} else {
+		if (target_kind == LISTEN_UDP)
+			usage_error("'%s' is a UDP address; the %s mode speaks TCP",
+				    target, opt.mode->name);
+		if (loss_set)
+			usage_error("--loss-timeout applies to udp mode only");
+	}
 
 	if (!size_set && opt.mode->default_size)
 		opt.size = opt.mode->default_size;
-	if (pipeline_set && opt.mode != &mode_pingpong && opt.pipeline != 1)
-		usage_error("--pipeline applies to pingpong mode only");
-	if (opt.mode == &mode_pingpong &&
+	if (pipeline_set && !(opt.mode->flags & BM_WINDOW) && opt.pipeline != 1)
+		usage_error("--pipeline applies to pingpong and udp mode only");
+	if ((opt.mode->flags & BM_WINDOW) &&
 	    (uint64_t)opt.conns * opt.pipeline > (UINT64_C(1) << 26))
 		usage_error("--connections times --pipeline must be at most %llu",
 			    1ull << 26);
@@ -324,7 +349,7 @@ void parse_options(int argc, char **argv)
 	/* Spread many connections over several source addresses: a connect
 	 * storm leaves ports in TIME_WAIT, and with most of the ephemeral range
 	 * in use the kernel takes ever longer to find a free port. */
-	if (!srcaddr_set && target_is_ipv4_loopback() &&
+	if (!srcaddr_set && target_is_ipv4_loopback() && !(opt.mode->flags & BM_DGRAM) &&
 	    ((opt.mode->flags & BM_RECYCLES) || opt.conns > MANY_CONNS))
 		opt.source_addrs = DEFAULT_SOURCE_ADDRS;
 }

@@ -30,7 +30,7 @@ void hist_flush(int keep)
 void open_more(uint64_t now)
 {
 	while (g.opening < opt.open_concurrency && g.next_open < opt.conns)
-		conn_start(&g.conns[g.next_open++], now);
+		opt.mode->start(&g.conns[g.next_open++], now);
 }
 
 void begin_measure(uint64_t now)
@@ -163,6 +163,11 @@ void stall_scan(uint64_t now)
 
 		if (c->state == C_FREE || c->state == C_DEAD)
 			continue;
+		if (c->state == C_OPEN && opt.mode->scan) {
+			opt.mode->scan(c, now);
+			if (c->state != C_OPEN)
+				continue;
+		}
 		waiting = c->state != C_OPEN || c->recvd < c->target;
 		if (!waiting || now < c->t_progress || now - c->t_progress < limit)
 			continue;
@@ -171,9 +176,9 @@ void stall_scan(uint64_t now)
 			g.stalled++;
 			if (g.stalled <= 10)
 				note("connection %u: no echo for %.3g s (%" PRIu64
-				     " of %" PRIu64 " bytes back)",
+				     " of %" PRIu64 " %s back)",
 				     i, (double)(now - c->t_progress) / NS_PER_S,
-				     c->recvd, c->target);
+				     c->recvd, c->target, count_unit());
 		}
 		if (opt.mode->flags & BM_RECYCLES) {
 			/* give the slot a fresh connection */
