@@ -61,6 +61,22 @@ static inline uint32_t key_tag(uint64_t key)
 	return (uint32_t)(key >> 32);
 }
 
+/*
+ * EPOLLOUT only while a datagram waits for room. Unlike a TCP socket, a UDP
+ * socket's send buffer drains by one datagram at a time, and in edge mode
+ * each of those would be an event of its own.
+ */
+static void want_writable(struct conn *c, int on)
+{
+	struct epoll_event ev;
+
+	ev.events = EPOLLIN | EPOLLET | (on ? EPOLLOUT : 0);
+	ev.data.u64 = ((uint64_t)(uint32_t)c->fd << 32) | (uint32_t)(c - g.conns);
+	if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		fatal("epoll_ctl: %s", strerror(errno));
+	c->wblocked = (uint8_t)on;
+}
+
 /* Write slot j's datagram. 0, or -1 if c failed (and was closed). */
 static int udp_xmit(struct conn *c, unsigned j, uint64_t now)
 {
@@ -84,7 +100,8 @@ static int udp_xmit(struct conn *c, unsigned j, uint64_t now)
 			/* The socket buffer is full: EPOLLOUT, or the next
 			 * scan, sends it. */
 			s->state = SLOT_UNSENT;
-			c->wblocked = 1;
+			if (!c->wblocked)
+				want_writable(c, 1);
 			return 0;
 		}
 		conn_fail(c, FAIL_ERRNO, errno);
@@ -126,7 +143,7 @@ static int udp_start(struct conn *c, uint64_t now)
 	 * ICMP port unreachable comes back as ECONNREFUSED. */
 	if (connect(fd, (struct sockaddr *)&opt.addr, opt.addrlen) < 0)
 		goto fail;
-	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+	ev.events = EPOLLIN | EPOLLET;
 	ev.data.u64 = ((uint64_t)(uint32_t)fd << 32) | (uint32_t)(c - g.conns);
 	if (epoll_ctl(g.ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 		goto fail;
@@ -192,7 +209,7 @@ static void udp_event(struct conn *c, uint32_t ev, uint64_t now)
 	if (c->state != C_OPEN)
 		return;
 	if ((ev & EPOLLOUT) && c->wblocked) {
-		c->wblocked = 0;
+		want_writable(c, 0);
 		for (j = 0; j < opt.pipeline && !c->wblocked; j++)
 			if (slot_of(c, j)->state == SLOT_UNSENT && udp_xmit(c, j, now) < 0)
 				return;
