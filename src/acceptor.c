@@ -17,6 +17,11 @@
 #define FD_RETRY_MS 1000
 /* At most one "out of file descriptors" warning in this interval. */
 #define FD_WARN_INTERVAL_MS 10000
+/* An unexpected accept error: retry this late, and say so at most once
+ * in this interval, so that a persistent one neither spins nor floods
+ * the log. */
+#define ERROR_RETRY_MS 1000
+#define ERROR_LOG_INTERVAL_MS 10000
 
 static struct {
 	struct loop *loop;
@@ -26,6 +31,9 @@ static struct {
 	unsigned n_paused;
 	uint64_t last_fd_warning;
 	bool fd_warned;
+	uint64_t last_error_log;
+	uint64_t errors_unlogged;
+	bool error_logged;
 } A;
 
 void acceptor_init(struct loop *loop, struct stats *stats, struct listener **list)
@@ -60,13 +68,14 @@ static void pause_listener(struct listener *l)
 	if (!l->paused) {
 		l->paused = true;
 		A.n_paused++;
-		loop_mod(A.loop, l->fd, 0, &l->io);
+		if (loop_mod(A.loop, l->fd, 0, &l->io) < 0)
+			log_err("cannot pause accepting on %s: %s", l->name, strerror(errno));
 	}
 }
 
 static void resume_listener(struct listener *l)
 {
-	if (l->paused) {
+	if (l->paused && !l->broken) {
 		l->paused = false;
 		A.n_paused--;
 		if (loop_mod(A.loop, l->fd, LISTEN_EVENTS, &l->io) < 0)
@@ -88,7 +97,47 @@ static void fd_exhausted(struct listener *l, int err)
 	}
 	pause_listener(l);
 	/* ENFILE is system-wide: fds may be freed by others, not by us. */
-	loop_timer_in(A.loop, &l->retry, FD_RETRY_MS);
+	if (loop_timer_in(A.loop, &l->retry, FD_RETRY_MS) < 0 && A.stats->current == 0)
+		resume_listener(l); /* no timer, and no close to wake it: never stay paused */
+}
+
+/* accept4() fails in a way that no retry can mend: the socket no longer
+ * listens (the process that passed it shut it down), or is no socket. It
+ * leaves the loop, where it would be reported in every pass (a socket
+ * shut down reports EPOLLHUP whatever the interest set). */
+static bool accept_error_final(int err)
+{
+	return err == EINVAL || err == EBADF || err == ENOTSOCK || err == EOPNOTSUPP;
+}
+
+static void accept_failed(struct listener *l, int err)
+{
+	uint64_t now = A.loop->now_ms;
+
+	if (accept_error_final(err)) {
+		log_err("accept on %s failed: %s; no longer accepting on it", l->name, strerror(err));
+		pause_listener(l);
+		l->broken = true;
+		loop_timer_stop(A.loop, &l->retry);
+		loop_del(A.loop, l->fd);
+		return;
+	}
+	if (!A.error_logged || now - A.last_error_log >= ERROR_LOG_INTERVAL_MS) {
+		if (A.errors_unlogged)
+			log_err("accept on %s failed: %s; retrying in %d ms (%llu more failures not logged)",
+				l->name, strerror(err), ERROR_RETRY_MS, (unsigned long long)A.errors_unlogged);
+		else
+			log_err("accept on %s failed: %s; retrying in %d ms", l->name, strerror(err),
+				ERROR_RETRY_MS);
+		A.error_logged = true;
+		A.last_error_log = now;
+		A.errors_unlogged = 0;
+	} else {
+		A.errors_unlogged++;
+	}
+	pause_listener(l);
+	if (loop_timer_in(A.loop, &l->retry, ERROR_RETRY_MS) < 0)
+		resume_listener(l); /* no timer to be had: never stay paused */
 }
 
 static void accept_io(struct io *io, uint32_t events)
@@ -106,7 +155,7 @@ static void accept_io(struct io *io, uint32_t events)
 		}
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			conn_open(fd, l->defer_accept);
+			conn_open(fd, l->defer_accept, l->kind == LISTEN_UNIX);
 			continue;
 		}
 		switch (errno) {
@@ -124,7 +173,7 @@ static void accept_io(struct io *io, uint32_t events)
 		case EAGAIN:
 			return;
 		default:
-			log_err("accept on %s failed: %s", l->name, strerror(errno));
+			accept_failed(l, errno);
 			return;
 		}
 	}
@@ -163,5 +212,9 @@ void acceptor_stop(struct listener *l)
 		A.n_paused--;
 	}
 	loop_timer_stop(A.loop, &l->retry);
+	/* A UDP listener may be on the deferred list (a flood), and either
+	 * kind may have an event later in the batch: both must go before
+	 * the listener is freed. */
+	loop_forget(A.loop, &l->io);
 	loop_del(A.loop, l->fd);
 }

@@ -17,19 +17,19 @@
 /* Reads per wakeup before a connection yields to the others (libuv uses
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
-/* send() with MSG_NOSIGNAL: a vanished client must not raise SIGPIPE,
- * whatever the signal's disposition. */
 /* The shared read buffer: data is written back straight from here, and
  * only an unsent remainder is copied into a buffer of the connection's. */
 #define SCRATCH_SIZE (64 * 1024)
-/* Free buffers kept for reuse: enough for bursts, small when idle. */
-#define POOL_MAX_FREE 64
+/* Memory in free buffers kept for reuse: enough for bursts (16 buffers
+ * of the default 64K), small when idle, none for buffers over 1M. */
+#define POOL_MAX_FREE_BYTES (1024 * 1024)
 /* Free pipes kept for reuse (two fds each). */
 #define PIPES_MAX_FREE 16
-/* Shutting down, a client that sent data after the signal is closed once
- * it has been quiet this long with nothing pending: a short read only says
- * the socket is empty now, not that the client has finished, and a close
- * while its data is still on the way would answer it with a reset. */
+/* Shutting down, a connection is closed once it has been quiet this long
+ * with nothing pending: an empty receive queue only says the socket is
+ * empty now, not that the client has finished, and a close while its data
+ * is still on the way would answer it with a reset that destroys the
+ * echoes it has not read yet. */
 #define DRAIN_QUIET_MS 1000
 
 
@@ -40,7 +40,11 @@ enum {
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
 	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
 	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
-	C_HEARD = 1 << 6,   /* data read since the shutdown began */
+	/* A short read does not prove the socket empty: read until EAGAIN.
+	 * Unix sockets stop a read at every message that carries file
+	 * descriptors or other credentials; TCP stops at the urgent mark. */
+	C_EXACT = 1 << 6,
+	C_URGENT = 1 << 7,  /* urgent data seen: recv() only (splice stalls at the mark) */
 };
 
 struct conn {
@@ -51,7 +55,7 @@ struct conn {
 	struct buf *out;
 	struct pipe_pair *pipe;
 	struct policy *policy;
-	uint64_t last_active;
+	uint64_t last_active; /* last byte read or sent (loop clock) */
 	int fd;
 	uint8_t flags;
 };
@@ -91,6 +95,10 @@ void policy_unref(struct policy *p)
 static void conn_io(struct io *io, uint32_t events);
 static void conn_idle(struct timer *t);
 
+/* EPOLLPRI reports TCP urgent data, which arrives inline (SO_OOBINLINE on
+ * the listener) but changes how the socket must be read. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
+
 int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
 {
 	memset(&T, 0, sizeof(T));
@@ -106,7 +114,7 @@ int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, voi
 		return -ENOMEM;
 	}
 	T.n_conns = fd_limit;
-	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE);
+	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE_BYTES);
 	pipepool_init(&T.pipes, PIPES_MAX_FREE);
 	return 0;
 }
@@ -133,7 +141,7 @@ void conn_set_policy(struct policy *p)
 static void conn_close(struct conn *c, const char *why)
 {
 	log_debug("connection %d closed: %s", c->fd, why);
-	loop_undefer(&c->io);
+	loop_forget(T.loop, &c->io);
 	loop_timer_stop(T.loop, &c->idle);
 	if (c->out)
 		bufpool_put(&T.pool, c->out);
@@ -149,7 +157,7 @@ static void conn_close(struct conn *c, const char *why)
 		T.on_close();
 }
 
-int conn_open(int fd, bool sent_first)
+int conn_open(int fd, bool sent_first, bool exact_reads)
 {
 	struct conn *c;
 	int r;
@@ -161,7 +169,7 @@ int conn_open(int fd, bool sent_first)
 	c = &T.conns[fd];
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
-	c->flags = C_OPEN;
+	c->flags = C_OPEN | (exact_reads ? C_EXACT : 0);
 	c->io.fn = conn_io;
 	c->idle.fn = conn_idle;
 	c->policy = T.policy;
@@ -170,15 +178,15 @@ int conn_open(int fd, bool sent_first)
 	T.stats->total++;
 	if ((size_t)fd >= T.hwm)
 		T.hwm = (size_t)fd + 1;
+	c->last_active = T.loop->now_ms;
 
 	/* Edge-triggered, for input only: a fresh socket is writable, and
 	 * watching EPOLLOUT from the start would cost every connection a
 	 * wakeup for nothing. It is added the first time the client falls
 	 * behind, and then kept, so epoll_ctl stays off the hot path. Data
 	 * that arrived before this call is reported too. */
-	r = loop_add(T.loop, fd, EPOLLIN | EPOLLRDHUP | EPOLLET, &c->io);
+	r = loop_add(T.loop, fd, CONN_EVENTS, &c->io);
 	if (r == 0 && c->policy->idle_timeout_ms) {
-		c->last_active = T.loop->now_ms;
 		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
 	}
 	if (r < 0) {
@@ -236,9 +244,36 @@ static int flush(struct conn *c)
 	return 0;
 }
 
+/* The client has stopped reading with bytes still in the pipe: move them
+ * into a buffer (they fit: a pipe is filled with at most buffer_size) and
+ * give the pipe back, so that a blocked client holds one fd, its socket,
+ * and not three. Bulk data resumes through pipes once it reads again. */
+static int park(struct conn *c)
+{
+	struct pipe_pair *p = c->pipe;
+	struct buf *b = bufpool_get(&T.pool, c->policy->buffer_size);
+	ssize_t n;
+
+	if (!b)
+		return -ENOMEM;
+	n = read(p->r, b->data, p->len);
+	if (n != (ssize_t)p->len) {
+		bufpool_put(&T.pool, b);
+		return n < 0 ? -errno : -EIO;
+	}
+	b->len = (uint32_t)n;
+	p->len = 0;
+	pipepool_put(&T.pipes, p);
+	c->pipe = NULL;
+	c->out = b;
+	return 0;
+}
+
 /* Sends data straight back; keeps only what the kernel did not take. */
 static int echo(struct conn *c, const char *data, size_t n)
 {
+	/* MSG_NOSIGNAL: a vanished client must not raise SIGPIPE, whatever
+	 * the signal's disposition. */
 	ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
 
 	if (w < 0) {
@@ -259,9 +294,10 @@ static int echo(struct conn *c, const char *data, size_t n)
 
 /* Bulk data: socket -> pipe -> socket with splice(2), never copied
  * through user space. Ends when the socket is drained (a short splice does
- * not prove that, so this path reads until EAGAIN), when the client stops
- * reading (the pipe keeps the unsent bytes: at most buffer_size), or when
- * the budget is spent. */
+ * not prove that, so this path reads until EAGAIN), or when the budget is
+ * spent (0). Returns 1 when the caller must go on copying: no pipe to be
+ * had, or the client stopped reading and its bytes were parked in a
+ * buffer. */
 static int pump_splice(struct conn *c, int budget)
 {
 	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
@@ -287,15 +323,14 @@ static int pump_splice(struct conn *c, int budget)
 			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = T.loop->now_ms;
-		c->flags |= C_HEARD;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
 			return r;
 		if (c->pipe) {
-			/* The client is not keeping up: wait for EPOLLOUT. */
-			c->flags |= C_BLOCKED;
-			return 0;
+			/* The client is not keeping up: keep its bytes in a
+			 * buffer, and read on into it (within buffer_size). */
+			return park(c) < 0 ? -ENOMEM : 1;
 		}
 	}
 	loop_defer(T.loop, &c->io);
@@ -312,12 +347,6 @@ static int pump(struct conn *c)
 		char *dst;
 		ssize_t n;
 
-		if (c->pipe) {
-			/* Bytes wait in the pipe: new ones must queue behind
-			 * them, and they leave only through flush(). */
-			c->flags |= C_BLOCKED;
-			return 0;
-		}
 		if (b) {
 			/* The kernel's send buffer is full: collect into ours,
 			 * up to buffer_size, and stop there (backpressure). */
@@ -345,13 +374,17 @@ static int pump(struct conn *c)
 			return errno == EAGAIN ? 0 : -errno;
 		}
 		c->last_active = T.loop->now_ms;
-		c->flags |= C_HEARD;
 		transform_apply(c->policy->transform, dst, (size_t)n);
-		if (b)
+		if (b) {
 			b->len += (uint32_t)n;
-		else if (echo(c, dst, (size_t)n) < 0)
-			return -errno;
+		} else {
+			int r = echo(c, dst, (size_t)n);
+			if (r < 0)
+				return r;
+		}
 		if ((size_t)n < room) {
+			if (c->flags & C_EXACT)
+				continue; /* only EAGAIN says the socket is empty */
 			/* A short read drained the socket; the next data brings a
 			 * new edge, so no read just to see EAGAIN. If FIN has
 			 * arrived, this was the last of the data. */
@@ -362,7 +395,7 @@ static int pump(struct conn *c)
 		}
 		/* A full read: bulk data is flowing. Unless it must be
 		 * transformed, move the rest without copying it. */
-		if (!c->out && c->policy->transform == TRANSFORM_NONE) {
+		if (!c->out && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT)) {
 			int r = pump_splice(c, budget - 1);
 			if (r <= 0)
 				return r;
@@ -379,6 +412,8 @@ static void conn_io(struct io *io, uint32_t events)
 
 	if (events & EPOLLRDHUP)
 		c->flags |= C_RDHUP;
+	if (events & EPOLLPRI)
+		c->flags |= C_EXACT | C_URGENT; /* for the rest of its life: rare */
 	if (pending(c)) {
 		r = flush(c);
 		if (r < 0) {
@@ -401,7 +436,7 @@ static void conn_io(struct io *io, uint32_t events)
 		if (!(c->flags & C_WOUT)) {
 			/* Re-arming also reports EPOLLOUT at once if the
 			 * client has caught up meanwhile: no edge is lost. */
-			r = loop_mod(T.loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+			r = loop_mod(T.loop, c->fd, CONN_EVENTS | EPOLLOUT, &c->io);
 			if (r < 0) {
 				conn_close(c, strerror(-r));
 				return;
@@ -412,12 +447,12 @@ static void conn_io(struct io *io, uint32_t events)
 	}
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
-	else if ((c->flags & C_DRAIN) && !(c->flags & C_HEARD) && !c->io.deferred)
+	else if ((c->flags & C_DRAIN) && !c->io.deferred &&
+		 T.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
 		/* Shutting down, all echoed, input drained, and the client
-		 * silent since the signal: a close now sends FIN, not the
-		 * reset that unread input would cause (a reset would discard
-		 * echoes still queued in the kernel). A client that did send
-		 * is closed by the quiet timer instead (conn_idle). */
+		 * quiet for a while: a close now sends FIN, not a reset. One
+		 * that spoke recently is closed by the quiet timer once it
+		 * falls silent (conn_idle), or when it half-closes. */
 		conn_close(c, "shutting down");
 }
 
@@ -446,8 +481,8 @@ void conn_drain_all(void)
 		struct conn *c = &T.conns[fd];
 		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
 			continue;
-		c->flags = (uint8_t)((c->flags | C_DRAIN) & ~C_HEARD);
-		if (loop_timer_in(T.loop, &c->idle, DRAIN_QUIET_MS) < 0) {
+		c->flags |= C_DRAIN;
+		if (loop_timer_at(T.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
 			conn_close(c, "shutting down");
 			continue;
 		}

@@ -34,13 +34,15 @@ void conn_set_policy(struct policy *p);
 /* Takes ownership of a connected, non-blocking socket. 0 or -errno (the
  * socket is then closed). sent_first: the client has most likely sent
  * data already (a deferred accept), so it is read at once instead of after
- * the next wakeup. */
-int conn_open(int fd, bool sent_first);
+ * the next wakeup. exact_reads: a short read does not mean the socket is
+ * empty (Unix sockets, which stop at passed descriptors). */
+int conn_open(int fd, bool sent_first, bool exact_reads);
 
 /* Shutdown: each connection is served as usual (up to the caller's
  * shutdown timeout) and closed once it has nothing pending and nothing
- * unread: at once if its client has sent nothing since, else once the
- * client half-closes or has been quiet for a second. */
+ * unread, and its client has half-closed or been quiet for a second: at
+ * once for a client already quiet that long, never in the middle of a
+ * stream. */
 void conn_drain_all(void);
 /* Closes every connection at once. */
 void conn_close_all(void);

@@ -19,30 +19,80 @@
 /* How long the kernel holds back a client that has connected but sent
  * nothing (TCP_DEFER_ACCEPT, in seconds): after that it is accepted. */
 #define DEFER_ACCEPT_S 1
+/* Keepalive probes after the first: every KEEPALIVE_INTERVAL_S seconds,
+ * and a peer that answers none of KEEPALIVE_PROBES is gone. */
+#define KEEPALIVE_INTERVAL_S 10
+#define KEEPALIVE_PROBES 3
 
 static int set_int(int fd, int level, int name, int value)
 {
 	return setsockopt(fd, level, name, &value, sizeof(value));
 }
 
+int listener_set_tcp_options(int fd, const struct listen_options *o)
+{
+	/* Urgent data is echoed in place like any other byte, instead of
+	 * being taken out of the stream. */
+	if (set_int(fd, SOL_SOCKET, SO_OOBINLINE, 1) < 0 || set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+		return -errno;
+	if (set_int(fd, SOL_SOCKET, SO_KEEPALIVE, o->keepalive_s > 0) < 0)
+		return -errno;
+	/* A peer that vanished without FIN or RST (a crashed host, a
+	 * connection the kernel completed from a SYN cookie whose client
+	 * is long gone) would otherwise be held for ever. */
+	if (o->keepalive_s &&
+	    (set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)o->keepalive_s) < 0 ||
+	     set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S) < 0 ||
+	     set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, KEEPALIVE_PROBES) < 0))
+		return -errno;
+	return 0;
+}
+
+/* Whether some socket is bound to this path right now: /proc/net/unix
+ * lists every bound path of this network namespace, also those of
+ * sockets that have not called listen(2) yet. -1 when it cannot say. */
+static int path_is_bound(const char *path)
+{
+	char line[512];
+	size_t n = strlen(path);
+	int found = 0;
+	FILE *f = fopen("/proc/net/unix", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strchr(line, '/');
+		if (p && strncmp(p, path, n) == 0 && (p[n] == '\n' || p[n] == '\0')) {
+			found = 1;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* A unix socket file left by a crashed run is removed; one that a live
- * process still listens on is not (bind then fails with EADDRINUSE). */
+ * process listens on, or has bound and will listen on, is not (bind then
+ * fails with EADDRINUSE). */
 static void remove_stale_socket(const struct listen_addr *a)
 {
 	const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->sa;
 	struct stat st;
-	int fd;
+	int fd, r;
 
-	if (sun->sun_path[0] == '\0' || stat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+	if (sun->sun_path[0] == '\0' || lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
 		return;
 	/* Non-blocking: a live server with a full backlog answers EAGAIN
 	 * instead of stalling echod's start. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
-	if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0 && errno == ECONNREFUSED)
-		unlink(sun->sun_path);
+	r = connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0 ? errno : 0;
 	close(fd);
+	/* Refused: nobody listens, but a process may have bound the path
+	 * and not listened yet; only a path nobody has bound is stale. */
+	if (r == ECONNREFUSED && path_is_bound(sun->sun_path) != 1)
+		unlink(sun->sun_path);
 }
 
 static void fill_name(struct listener *l)
@@ -89,10 +139,9 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 		if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->wildcard_v6 ? 0 : 1) < 0)
 			return -errno;
 		if (type == SOCK_STREAM) {
-			/* Accepted sockets inherit it: no setsockopt per
-			 * connection. */
-			if (set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
-				return -errno;
+			int r = listener_set_tcp_options(fd, o);
+			if (r < 0)
+				return r;
 			/* An echo client speaks first, so the kernel may complete
 			 * the accept when its first bytes arrive: accepting and
 			 * reading them then take one wakeup, not two (Apache
@@ -106,8 +155,16 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 	}
 	if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0)
 		return -errno;
-	if (family == AF_UNIX && ((struct sockaddr_un *)&a->sa)->sun_path[0] != '\0')
-		l->bound_path = true;
+	if (family == AF_UNIX && ((struct sockaddr_un *)&a->sa)->sun_path[0] != '\0') {
+		/* Remember which file bind created: at exit, only that one is
+		 * removed, not one another instance has put there since. */
+		struct stat st;
+		if (lstat(((struct sockaddr_un *)&a->sa)->sun_path, &st) == 0) {
+			l->bound_path = true;
+			l->path_dev = st.st_dev;
+			l->path_ino = st.st_ino;
+		}
+	}
 	if (type == SOCK_STREAM && listen(fd, o->backlog) < 0)
 		return -errno;
 	return 0;
@@ -147,7 +204,34 @@ struct listener *listener_open(const char *text, const struct listen_options *o,
 }
 
 #if HAVE_SYSTEMD
-static int adopt(int fd, struct listener **out, char *err, size_t errlen)
+/* A datagram socket echoes only if it is bound and not connected: a
+ * connected one would answer a single peer, an unbound one nobody. */
+static int check_datagram(int fd, const struct sockaddr_storage *ss, socklen_t slen, char *err,
+			  size_t errlen)
+{
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	bool unbound;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0) {
+		snprintf(err, errlen, "passed fd %d is a connected datagram socket", fd);
+		return -1;
+	}
+	if (ss->ss_family == AF_INET)
+		unbound = ((const struct sockaddr_in *)ss)->sin_port == 0;
+	else if (ss->ss_family == AF_INET6)
+		unbound = ((const struct sockaddr_in6 *)ss)->sin6_port == 0;
+	else
+		unbound = slen <= offsetof(struct sockaddr_un, sun_path);
+	if (unbound) {
+		snprintf(err, errlen, "passed fd %d is a datagram socket that is not bound", fd);
+		return -1;
+	}
+	return 0;
+}
+
+static int adopt(int fd, const struct listen_options *o, struct listener **out, char *err,
+		 size_t errlen)
 {
 	struct listener *l;
 	int type = 0, family;
@@ -174,6 +258,8 @@ static int adopt(int fd, struct listener **out, char *err, size_t errlen)
 	} else if (type != SOCK_DGRAM) {
 		snprintf(err, errlen, "passed fd %d is neither a stream nor a datagram socket", fd);
 		return -1;
+	} else if (check_datagram(fd, &ss, slen, err, errlen) < 0) {
+		return -1;
 	}
 	int flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
@@ -189,11 +275,15 @@ static int adopt(int fd, struct listener **out, char *err, size_t errlen)
 	l->activated = true;
 	l->kind = type == SOCK_DGRAM ? LISTEN_UDP : family == AF_UNIX ? LISTEN_UNIX : LISTEN_TCP;
 	if (type == SOCK_STREAM && family != AF_UNIX) {
-		/* Not a bind-time option: safe on an inherited socket, and
-		 * accepted sockets inherit it. */
-		int one = 1, defer = 0;
+		/* Not bind-time options: safe on an inherited socket. */
+		int defer = 0;
 		socklen_t dlen = sizeof(defer);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		int r = listener_set_tcp_options(fd, o);
+		if (r < 0) {
+			snprintf(err, errlen, "passed fd %d: cannot set TCP options: %s", fd, strerror(-r));
+			free(l);
+			return -1;
+		}
 		/* Deferred accepts are the socket owner's choice
 		 * (DeferAcceptSec= in the socket unit); echod follows it. */
 		l->defer_accept = getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, &dlen) == 0 && defer > 0;
@@ -203,7 +293,8 @@ static int adopt(int fd, struct listener **out, char *err, size_t errlen)
 	return 0;
 }
 
-int listener_adopt_all(struct listener **list, char *err, size_t errlen)
+int listener_adopt_all(struct listener **list, const struct listen_options *o, char *err,
+		       size_t errlen)
 {
 	int n = sd_listen_fds(1);
 
@@ -213,7 +304,7 @@ int listener_adopt_all(struct listener **list, char *err, size_t errlen)
 	}
 	for (int i = 0; i < n; i++) {
 		struct listener *l;
-		if (adopt(SD_LISTEN_FDS_START + i, &l, err, errlen) < 0)
+		if (adopt(SD_LISTEN_FDS_START + i, o, &l, err, errlen) < 0)
 			return -1;
 		l->next = *list;
 		*list = l;
@@ -221,9 +312,11 @@ int listener_adopt_all(struct listener **list, char *err, size_t errlen)
 	return n;
 }
 #else
-int listener_adopt_all(struct listener **list, char *err, size_t errlen)
+int listener_adopt_all(struct listener **list, const struct listen_options *o, char *err,
+		       size_t errlen)
 {
 	(void)list;
+	(void)o;
 	if (getenv("LISTEN_FDS")) {
 		snprintf(err, errlen, "sockets were passed (LISTEN_FDS), but echod was built without systemd support");
 		return -1;
@@ -239,7 +332,10 @@ void listener_free(struct listener *l)
 	if (l->bound_path) {
 		struct sockaddr_un sun;
 		socklen_t len = sizeof(sun);
-		if (getsockname(l->fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_path[0])
+		struct stat st;
+		if (getsockname(l->fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_path[0] &&
+		    lstat(sun.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    st.st_dev == l->path_dev && st.st_ino == l->path_ino)
 			unlink(sun.sun_path);
 	}
 	if (l->fd >= 0)

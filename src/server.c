@@ -127,6 +127,15 @@ static void begin_shutdown(int sig)
 		loop_timer_in(&S.loop, &S.shutdown_timer, S.cfg.shutdown_timeout_ms);
 }
 
+static struct listen_options listen_options_of(const struct config *cfg)
+{
+	return (struct listen_options){
+		.backlog = (int)cfg->backlog,
+		.reuse_port = cfg->reuse_port,
+		.keepalive_s = 60,
+	};
+}
+
 static bool config_lists(const struct config *cfg, const char *text)
 {
 	for (size_t i = 0; i < cfg->n_listen; i++)
@@ -152,7 +161,7 @@ static void announce(const struct listener *l)
  * it drops. All or nothing: if one address fails, nothing changes. */
 static int reopen_listeners(const struct config *cfg, char *err, size_t errlen)
 {
-	struct listen_options o = { .backlog = (int)cfg->backlog, .reuse_port = cfg->reuse_port };
+	struct listen_options o = listen_options_of(cfg);
 	struct listener *fresh = NULL, *next = NULL, *l;
 
 	for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -290,8 +299,8 @@ static size_t raise_fd_limit(void)
 
 static int open_listeners(char *err, size_t errlen)
 {
-	struct listen_options o = { .backlog = (int)S.cfg.backlog, .reuse_port = S.cfg.reuse_port };
-	int n = listener_adopt_all(&S.listeners, err, errlen);
+	struct listen_options o = listen_options_of(&S.cfg);
+	int n = listener_adopt_all(&S.listeners, &o, err, errlen);
 
 	if (n < 0)
 		return -1;

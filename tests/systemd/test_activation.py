@@ -12,6 +12,7 @@ ships for this; the others pass fds themselves, as the service manager does.
 import os
 import re
 import socket
+import time
 
 import sdtest
 from sdtest import check, fail
@@ -238,6 +239,51 @@ def case_pid_mismatch():
     sdtest.stop_echod(proc)
 
 
+@sdtest.needs_systemd
+def case_udp_connected():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", 9))
+    refused([s], 3, "a connected UDP socket")
+
+
+@sdtest.needs_systemd
+def case_udp_unbound():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    refused([s], 3, "an unbound UDP socket")
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@sdtest.needs_systemd
+def case_accept_error():
+    """The process that passed a listener shuts it down (its copy): accept
+    fails with EINVAL for good. echod drops that listener with one error
+    line, does not spin, and serves its other listener."""
+    dead = sdtest.listening_socket("127.0.0.1")
+    live = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod([], fds=[dead, live])
+    proc.wait_stderr(r"echod: ready$")
+    dead.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.5)
+    cpu0 = _cpu_seconds(proc.pid)
+    time.sleep(3)
+    cpu = _cpu_seconds(proc.pid) - cpu0
+    err = proc.stderr_text()
+    failures = [l for l in err.splitlines() if "accept" in l]
+    print("3 s after the shutdown: %.2f s of CPU, %d accept error lines: %s"
+          % (cpu, len(failures), failures[:2]))
+    check(cpu < 0.5, "echod spent %.2f s of CPU in 3 s on a dead listener" % cpu)
+    check(1 <= len(failures) <= 2, "expected one error line for the dead listener, got %d:\n%s"
+          % (len(failures), "\n".join(failures[:5])))
+    sdtest.check_tcp_echo(live.getsockname()[:2])
+    sdtest.stop_echod(proc)
+
+
 if __name__ == "__main__":
     sdtest.run_cases({
         "tcp": case_tcp,
@@ -249,4 +295,7 @@ if __name__ == "__main__":
         "not-listening": case_not_listening,
         "second-bad": case_second_bad,
         "pid-mismatch": case_pid_mismatch,
+        "udp-connected": case_udp_connected,
+        "udp-unbound": case_udp_unbound,
+        "accept-error": case_accept_error,
     })
