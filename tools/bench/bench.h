@@ -2,9 +2,10 @@
  * echod-bench: what the files of the load generator share.
  *
  * Data walks one way: options.c fills `opt`; main.c runs the epoll loop and
- * hands socket events to the mode's I/O (conn.c for stream sockets); the
- * mode files (pingpong.c, streaming.c, connect.c, idle.c) decide what to
- * send and what a verified echo means; phases.c moves the run from opening
+ * hands socket events to the mode's engine (conn.c for stream sockets, udp.c
+ * for datagrams); the mode files (pingpong.c, streaming.c, connect.c,
+ * idle.c, udp.c) decide what to send and what a verified echo means;
+ * stream.c makes and checks the bytes; phases.c moves the run from opening
  * to draining; report.c prints what was counted. The run's state is one
  * struct, `g`, because every part of a single-threaded load generator looks
  * at the same counters and phase.
@@ -96,9 +97,10 @@ struct result {
 #define BM_DGRAM 0x20   /* datagram sockets: IP targets, no TCP options */
 
 /*
- * A mode: the hooks that make the common connection engine (conn.c) and the
- * phases (phases.c) into ping-pong, streaming, a connect storm or idle
- * holding. Every hook is optional unless said otherwise.
+ * A mode: the hooks that make a socket engine (conn.c, udp.c) and the
+ * phases (phases.c) into ping-pong, streaming, a connect storm, idle
+ * holding or UDP echo. The table of modes is in options.c. Every hook is
+ * optional unless said otherwise.
  */
 struct bench_mode {
 	const char *name;
@@ -107,8 +109,9 @@ struct bench_mode {
 	const char *latency_label; /* heading of the latency row of the table */
 	unsigned flags;            /* BM_* */
 	size_t default_size;       /* of --size; 0 for the common default */
-	/* The socket type's engine: conn_start and conn_event for stream
-	 * sockets (conn.c). Required. */
+	/* The socket engine: open slot c; handle its epoll events (ev is 0
+	 * for a connection taken off the run queue). conn_start and conn_event
+	 * for stream sockets. Required. */
 	int (*start)(struct conn *c, uint64_t now);
 	void (*on_event)(struct conn *c, uint32_t ev, uint64_t now);
 	/* After the options, before the loop: allocate per-connection state. */

@@ -2,6 +2,8 @@
  * Stream-socket connections (TCP, Unix): open, read and verify, write, fail
  * and close. What a connection sends, and what a verified echo means, is
  * the mode's business (struct bench_mode); this file only moves the bytes.
+ * The slot bookkeeping (run and retry queues, close, fail, primed) serves
+ * the datagram engine (udp.c) as well.
  *
  * Every socket is registered once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET,
  * so the per-message path is epoll_wait (amortized), read, compare, writev:
@@ -26,6 +28,9 @@
 #endif
 
 static unsigned char rbuf[RBUF_SIZE] __attribute__((aligned(64)));
+
+/* A connection with work left over from a budget: served again before the
+ * next epoll_wait sleeps. */
 void runq_push(struct conn *c)
 {
 	if (!c->queued) {

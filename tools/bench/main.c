@@ -1,5 +1,5 @@
 /*
- * echod-bench - load generator and verifier for TCP and Unix echo servers.
+ * echod-bench - load generator and verifier for TCP, Unix and UDP echo servers.
  *
  * One thread, one edge-triggered epoll loop; see bench.h for the layout.
  * This file holds the process set-up, the loop and its timer, and main().
