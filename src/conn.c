@@ -71,7 +71,7 @@ static struct {
 	struct policy *policy;
 	struct stats *stats;
 	void (*on_close)(void);
-} T;
+} conns;
 
 struct policy *policy_new(uint32_t buffer_size, int transform, uint64_t idle_timeout_ms)
 {
@@ -101,60 +101,60 @@ static void conn_idle(struct timer *t);
 
 int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
 {
-	memset(&T, 0, sizeof(T));
-	T.loop = loop;
-	T.stats = stats;
-	T.on_close = on_close;
+	memset(&conns, 0, sizeof(conns));
+	conns.loop = loop;
+	conns.stats = stats;
+	conns.on_close = on_close;
 	/* calloc of a large table maps fresh zero pages: a slot costs memory
 	 * only once a connection with that fd has used it. */
-	T.conns = calloc(fd_limit, sizeof(*T.conns));
-	T.scratch = malloc(SCRATCH_SIZE);
-	if (!T.conns || !T.scratch) {
+	conns.conns = calloc(fd_limit, sizeof(*conns.conns));
+	conns.scratch = malloc(SCRATCH_SIZE);
+	if (!conns.conns || !conns.scratch) {
 		conn_table_free();
 		return -ENOMEM;
 	}
-	T.n_conns = fd_limit;
-	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE_BYTES);
-	pipepool_init(&T.pipes, PIPES_MAX_FREE);
+	conns.n_conns = fd_limit;
+	bufpool_init(&conns.pool, 16 * 1024, POOL_MAX_FREE_BYTES);
+	pipepool_init(&conns.pipes, PIPES_MAX_FREE);
 	return 0;
 }
 
 void conn_table_free(void)
 {
 	conn_close_all();
-	free(T.conns);
-	free(T.scratch);
-	bufpool_clear(&T.pool);
-	pipepool_clear(&T.pipes);
-	policy_unref(T.policy);
-	memset(&T, 0, sizeof(T));
+	free(conns.conns);
+	free(conns.scratch);
+	bufpool_clear(&conns.pool);
+	pipepool_clear(&conns.pipes);
+	policy_unref(conns.policy);
+	memset(&conns, 0, sizeof(conns));
 }
 
 void conn_set_policy(struct policy *p)
 {
 	p->refs++;
-	policy_unref(T.policy);
-	T.policy = p;
-	bufpool_set_size(&T.pool, p->buffer_size);
+	policy_unref(conns.policy);
+	conns.policy = p;
+	bufpool_set_size(&conns.pool, p->buffer_size);
 }
 
 static void conn_close(struct conn *c, const char *why)
 {
 	log_debug("connection %d closed: %s", c->fd, why);
-	loop_forget(T.loop, &c->io);
-	loop_timer_stop(T.loop, &c->idle);
+	loop_forget(conns.loop, &c->io);
+	loop_timer_stop(conns.loop, &c->idle);
 	if (c->out)
-		bufpool_put(&T.pool, c->out);
+		bufpool_put(&conns.pool, c->out);
 	if (c->pipe)
-		pipepool_put(&T.pipes, c->pipe);
+		pipepool_put(&conns.pipes, c->pipe);
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
 	close(c->fd);
 	policy_unref(c->policy);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	T.stats->current--;
-	if (T.on_close)
-		T.on_close();
+	conns.stats->current--;
+	if (conns.on_close)
+		conns.on_close();
 }
 
 int conn_open(int fd, bool sent_first, bool exact_reads)
@@ -162,32 +162,32 @@ int conn_open(int fd, bool sent_first, bool exact_reads)
 	struct conn *c;
 	int r;
 
-	if (fd < 0 || (size_t)fd >= T.n_conns) {
+	if (fd < 0 || (size_t)fd >= conns.n_conns) {
 		close(fd);
 		return -EMFILE;
 	}
-	c = &T.conns[fd];
+	c = &conns.conns[fd];
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	c->flags = C_OPEN | (exact_reads ? C_EXACT : 0);
 	c->io.fn = conn_io;
 	c->idle.fn = conn_idle;
-	c->policy = T.policy;
+	c->policy = conns.policy;
 	c->policy->refs++;
-	T.stats->current++;
-	T.stats->total++;
-	if ((size_t)fd >= T.hwm)
-		T.hwm = (size_t)fd + 1;
-	c->last_active = T.loop->now_ms;
+	conns.stats->current++;
+	conns.stats->total++;
+	if ((size_t)fd >= conns.hwm)
+		conns.hwm = (size_t)fd + 1;
+	c->last_active = conns.loop->now_ms;
 
 	/* Edge-triggered, for input only: a fresh socket is writable, and
 	 * watching EPOLLOUT from the start would cost every connection a
 	 * wakeup for nothing. It is added the first time the client falls
 	 * behind, and then kept, so epoll_ctl stays off the hot path. Data
 	 * that arrived before this call is reported too. */
-	r = loop_add(T.loop, fd, CONN_EVENTS, &c->io);
+	r = loop_add(conns.loop, fd, CONN_EVENTS, &c->io);
 	if (r == 0 && c->policy->idle_timeout_ms) {
-		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
+		r = loop_timer_in(conns.loop, &c->idle, c->policy->idle_timeout_ms);
 	}
 	if (r < 0) {
 		log_warning("cannot register connection: %s", strerror(-r));
@@ -207,8 +207,8 @@ static bool pending(const struct conn *c)
 
 static void sent(struct conn *c, ssize_t w)
 {
-	T.stats->bytes += (uint64_t)w;
-	c->last_active = T.loop->now_ms;
+	conns.stats->bytes += (uint64_t)w;
+	c->last_active = conns.loop->now_ms;
 }
 
 /* Writes what is pending. The kernel takes less only when its buffer is
@@ -225,7 +225,7 @@ static int flush(struct conn *c)
 		sent(c, w);
 		p->len -= (uint32_t)w;
 		if (p->len == 0) {
-			pipepool_put(&T.pipes, p);
+			pipepool_put(&conns.pipes, p);
 			c->pipe = NULL;
 		}
 		return 0;
@@ -238,7 +238,7 @@ static int flush(struct conn *c)
 	b->off += (uint32_t)w;
 	b->len -= (uint32_t)w;
 	if (b->len == 0) {
-		bufpool_put(&T.pool, b);
+		bufpool_put(&conns.pool, b);
 		c->out = NULL;
 	}
 	return 0;
@@ -251,19 +251,19 @@ static int flush(struct conn *c)
 static int park(struct conn *c)
 {
 	struct pipe_pair *p = c->pipe;
-	struct buf *b = bufpool_get(&T.pool, c->policy->buffer_size);
+	struct buf *b = bufpool_get(&conns.pool, c->policy->buffer_size);
 	ssize_t n;
 
 	if (!b)
 		return -ENOMEM;
 	n = read(p->r, b->data, p->len);
 	if (n != (ssize_t)p->len) {
-		bufpool_put(&T.pool, b);
+		bufpool_put(&conns.pool, b);
 		return n < 0 ? -errno : -EIO;
 	}
 	b->len = (uint32_t)n;
 	p->len = 0;
-	pipepool_put(&T.pipes, p);
+	pipepool_put(&conns.pipes, p);
 	c->pipe = NULL;
 	c->out = b;
 	return 0;
@@ -281,10 +281,10 @@ static int echo(struct conn *c, const char *data, size_t n)
 			return -errno;
 		w = 0;
 	}
-	T.stats->bytes += (uint64_t)w;
+	conns.stats->bytes += (uint64_t)w;
 	if ((size_t)w == n)
 		return 0;
-	c->out = bufpool_get(&T.pool, c->policy->buffer_size);
+	c->out = bufpool_get(&conns.pool, c->policy->buffer_size);
 	if (!c->out)
 		return -ENOMEM;
 	memcpy(c->out->data, data + w, n - (size_t)w);
@@ -303,7 +303,7 @@ static int pump_splice(struct conn *c, int budget)
 	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
 
 	for (; budget > 0; budget--) {
-		struct pipe_pair *p = pipepool_get(&T.pipes);
+		struct pipe_pair *p = pipepool_get(&conns.pipes);
 		ssize_t n;
 		int r;
 
@@ -313,7 +313,7 @@ static int pump_splice(struct conn *c, int budget)
 		n = splice(c->fd, NULL, p->w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n <= 0) {
 			int e = errno;
-			pipepool_put(&T.pipes, p);
+			pipepool_put(&conns.pipes, p);
 			c->pipe = NULL;
 			c->flags &= (uint8_t)~C_BLOCKED;
 			if (n == 0) {
@@ -322,7 +322,7 @@ static int pump_splice(struct conn *c, int budget)
 			}
 			return e == EAGAIN ? 0 : -e;
 		}
-		c->last_active = T.loop->now_ms;
+		c->last_active = conns.loop->now_ms;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -333,7 +333,7 @@ static int pump_splice(struct conn *c, int budget)
 			return park(c) < 0 ? -ENOMEM : 1;
 		}
 	}
-	loop_defer(T.loop, &c->io);
+	loop_defer(conns.loop, &c->io);
 	return 0;
 }
 
@@ -362,7 +362,7 @@ static int pump(struct conn *c)
 			dst = b->data + b->len;
 		} else {
 			room = c->policy->buffer_size < SCRATCH_SIZE ? c->policy->buffer_size : SCRATCH_SIZE;
-			dst = T.scratch;
+			dst = conns.scratch;
 		}
 		n = recv(c->fd, dst, room, 0);
 		if (n <= 0) {
@@ -373,7 +373,7 @@ static int pump(struct conn *c)
 			}
 			return errno == EAGAIN ? 0 : -errno;
 		}
-		c->last_active = T.loop->now_ms;
+		c->last_active = conns.loop->now_ms;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b) {
 			b->len += (uint32_t)n;
@@ -401,7 +401,7 @@ static int pump(struct conn *c)
 				return r;
 		}
 	}
-	loop_defer(T.loop, &c->io);
+	loop_defer(conns.loop, &c->io);
 	return 0;
 }
 
@@ -436,7 +436,7 @@ static void conn_io(struct io *io, uint32_t events)
 		if (!(c->flags & C_WOUT)) {
 			/* Re-arming also reports EPOLLOUT at once if the
 			 * client has caught up meanwhile: no edge is lost. */
-			r = loop_mod(T.loop, c->fd, CONN_EVENTS | EPOLLOUT, &c->io);
+			r = loop_mod(conns.loop, c->fd, CONN_EVENTS | EPOLLOUT, &c->io);
 			if (r < 0) {
 				conn_close(c, strerror(-r));
 				return;
@@ -448,7 +448,7 @@ static void conn_io(struct io *io, uint32_t events)
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
 	else if ((c->flags & C_DRAIN) && !c->io.deferred &&
-		 T.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
+		 conns.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
 		/* Shutting down, all echoed, input drained, and the client
 		 * quiet for a while: a close now sends FIN, not a reset. One
 		 * that spoke recently is closed by the quiet timer once it
@@ -466,23 +466,23 @@ static void conn_idle(struct timer *t)
 	bool draining = c->flags & C_DRAIN;
 	uint64_t due = c->last_active + (draining ? DRAIN_QUIET_MS : c->policy->idle_timeout_ms);
 
-	if (draining && due <= T.loop->now_ms && (pending(c) || c->io.deferred))
+	if (draining && due <= conns.loop->now_ms && (pending(c) || c->io.deferred))
 		/* Still at work, or waiting for the client to read (the
 		 * shutdown timeout bounds that): look again later. */
-		due = T.loop->now_ms + DRAIN_QUIET_MS;
-	if (due > T.loop->now_ms && loop_timer_at(T.loop, t, due) == 0)
+		due = conns.loop->now_ms + DRAIN_QUIET_MS;
+	if (due > conns.loop->now_ms && loop_timer_at(conns.loop, t, due) == 0)
 		return;
 	conn_close(c, draining ? "shutting down" : "idle timeout");
 }
 
 void conn_drain_all(void)
 {
-	for (size_t fd = 0; fd < T.hwm; fd++) {
-		struct conn *c = &T.conns[fd];
+	for (size_t fd = 0; fd < conns.hwm; fd++) {
+		struct conn *c = &conns.conns[fd];
 		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
 			continue;
 		c->flags |= C_DRAIN;
-		if (loop_timer_at(T.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
+		if (loop_timer_at(conns.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
 			conn_close(c, "shutting down");
 			continue;
 		}
@@ -492,7 +492,7 @@ void conn_drain_all(void)
 
 void conn_close_all(void)
 {
-	for (size_t fd = 0; fd < T.hwm; fd++)
-		if (T.conns[fd].flags & C_OPEN)
-			conn_close(&T.conns[fd], "shutting down");
+	for (size_t fd = 0; fd < conns.hwm; fd++)
+		if (conns.conns[fd].flags & C_OPEN)
+			conn_close(&conns.conns[fd], "shutting down");
 }

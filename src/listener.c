@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "log.h"
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
@@ -170,7 +171,27 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 	return 0;
 }
 
-struct listener *listener_open(const char *text, const struct listen_options *o, char *err, size_t errlen)
+/* What an admin can do about the common failures to listen. */
+static const char *listen_hint(int err, const struct listen_addr *a)
+{
+	in_port_t port = 0;
+
+	if (a->sa.ss_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
+	else if (a->sa.ss_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+	if (err == EACCES && port > 0 && port < 1024)
+		return " (ports below 1024 need CAP_NET_BIND_SERVICE: run echod as root, "
+		       "or through its socket unit, echod.socket)";
+	if (err == EADDRINUSE && a->kind != LISTEN_UNIX)
+		return " (another program, or another echod, listens there; "
+		       "instances of echod share a port with reuse_port = yes)";
+	if (err == EADDRNOTAVAIL)
+		return " (no interface has this address; free_bind = yes binds it anyway)";
+	return "";
+}
+
+int listener_open(const char *text, const struct listen_options *o, struct listener **out)
 {
 	struct listen_addr a;
 	struct listener *l;
@@ -178,14 +199,12 @@ struct listener *listener_open(const char *text, const struct listen_options *o,
 	int r;
 
 	if (address_parse(text, &a, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid listen address: %s", why);
-		return NULL;
+		log_err("invalid listen address: %s", why);
+		return -EINVAL;
 	}
 	l = calloc(1, sizeof(*l));
-	if (!l) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
+	if (!l)
+		return log_errno(LOG_LEVEL_ERR, -ENOMEM, "cannot listen on %s", text);
 	l->fd = -1;
 	l->kind = a.kind;
 	snprintf(l->config_text, sizeof(l->config_text), "%s", text);
@@ -193,29 +212,29 @@ struct listener *listener_open(const char *text, const struct listen_options *o,
 	if (r < 0) {
 		char shown[ADDRESS_TEXT_MAX];
 		address_format((const struct sockaddr *)&a.sa, a.len, shown, sizeof(shown));
-		snprintf(err, errlen, "cannot listen on %s (%s): %s", shown,
-			 address_kind_name(a.kind), strerror(-r));
+		log_err("cannot listen on %s (%s): %s%s", shown, address_kind_name(a.kind), strerror(-r),
+			listen_hint(-r, &a));
 		l->bound_path = false; /* a failed listen must not remove the file */
 		listener_free(l);
-		return NULL;
+		return r;
 	}
 	fill_name(l);
-	return l;
+	*out = l;
+	return 0;
 }
 
 #if HAVE_SYSTEMD
 /* A datagram socket echoes only if it is bound and not connected: a
  * connected one would answer a single peer, an unbound one nobody. */
-static int check_datagram(int fd, const struct sockaddr_storage *ss, socklen_t slen, char *err,
-			  size_t errlen)
+static int check_datagram(int fd, const struct sockaddr_storage *ss, socklen_t slen)
 {
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	bool unbound;
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0) {
-		snprintf(err, errlen, "passed fd %d is a connected datagram socket", fd);
-		return -1;
+		log_err("passed fd %d is a connected datagram socket", fd);
+		return -EISCONN;
 	}
 	if (ss->ss_family == AF_INET)
 		unbound = ((const struct sockaddr_in *)ss)->sin_port == 0;
@@ -224,14 +243,13 @@ static int check_datagram(int fd, const struct sockaddr_storage *ss, socklen_t s
 	else
 		unbound = slen <= offsetof(struct sockaddr_un, sun_path);
 	if (unbound) {
-		snprintf(err, errlen, "passed fd %d is a datagram socket that is not bound", fd);
-		return -1;
+		log_err("passed fd %d is a datagram socket that is not bound", fd);
+		return -EDESTADDRREQ;
 	}
 	return 0;
 }
 
-static int adopt(int fd, const struct listen_options *o, struct listener **out, char *err,
-		 size_t errlen)
+static int adopt(int fd, const struct listen_options *o, struct listener **out)
 {
 	struct listener *l;
 	int type = 0, family;
@@ -242,35 +260,34 @@ static int adopt(int fd, const struct listen_options *o, struct listener **out, 
 	if (sd_is_socket(fd, AF_UNSPEC, 0, -1) <= 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &slen) < 0) {
-		snprintf(err, errlen, "passed fd %d is not a socket", fd);
-		return -1;
+		log_err("passed fd %d is not a socket", fd);
+		return -ENOTSOCK;
 	}
 	family = ss.ss_family;
 	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) {
-		snprintf(err, errlen, "passed fd %d is a socket of unsupported address family %d", fd, family);
-		return -1;
+		log_err("passed fd %d is a socket of unsupported address family %d", fd, family);
+		return -EAFNOSUPPORT;
 	}
 	if (type == SOCK_STREAM) {
 		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-			snprintf(err, errlen, "passed fd %d is a stream socket that is not listening", fd);
-			return -1;
+			log_err("passed fd %d is a stream socket that is not listening", fd);
+			return -EINVAL;
 		}
 	} else if (type != SOCK_DGRAM) {
-		snprintf(err, errlen, "passed fd %d is neither a stream nor a datagram socket", fd);
-		return -1;
-	} else if (check_datagram(fd, &ss, slen, err, errlen) < 0) {
-		return -1;
+		log_err("passed fd %d is neither a stream nor a datagram socket", fd);
+		return -ESOCKTNOSUPPORT;
+	} else {
+		int r = check_datagram(fd, &ss, slen);
+		if (r < 0)
+			return r;
 	}
 	int flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-		snprintf(err, errlen, "passed fd %d: cannot make it non-blocking: %s", fd, strerror(errno));
-		return -1;
+		return log_errno(LOG_LEVEL_ERR, -errno, "passed fd %d: cannot make it non-blocking", fd);
 	}
 	l = calloc(1, sizeof(*l));
-	if (!l) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	if (!l)
+		return log_errno(LOG_LEVEL_ERR, -ENOMEM, "passed fd %d", fd);
 	l->fd = fd;
 	l->activated = true;
 	l->kind = type == SOCK_DGRAM ? LISTEN_UDP : family == AF_UNIX ? LISTEN_UNIX : LISTEN_TCP;
@@ -280,9 +297,8 @@ static int adopt(int fd, const struct listen_options *o, struct listener **out, 
 		socklen_t dlen = sizeof(defer);
 		int r = listener_set_tcp_options(fd, o);
 		if (r < 0) {
-			snprintf(err, errlen, "passed fd %d: cannot set TCP options: %s", fd, strerror(-r));
 			free(l);
-			return -1;
+			return log_errno(LOG_LEVEL_ERR, r, "passed fd %d: cannot set TCP options", fd);
 		}
 		/* Deferred accepts are the socket owner's choice
 		 * (DeferAcceptSec= in the socket unit); echod follows it. */
@@ -293,33 +309,30 @@ static int adopt(int fd, const struct listen_options *o, struct listener **out, 
 	return 0;
 }
 
-int listener_adopt_all(struct listener **list, const struct listen_options *o, char *err,
-		       size_t errlen)
+int listener_adopt_all(struct listener **list, const struct listen_options *o)
 {
 	int n = sd_listen_fds(1);
 
-	if (n < 0) {
-		snprintf(err, errlen, "cannot read the sockets passed by the service manager: %s", strerror(-n));
-		return -1;
-	}
+	if (n < 0)
+		return log_errno(LOG_LEVEL_ERR, n, "cannot read the sockets passed by the service manager");
 	for (int i = 0; i < n; i++) {
 		struct listener *l;
-		if (adopt(SD_LISTEN_FDS_START + i, o, &l, err, errlen) < 0)
-			return -1;
+		int r = adopt(SD_LISTEN_FDS_START + i, o, &l);
+		if (r < 0)
+			return r;
 		l->next = *list;
 		*list = l;
 	}
 	return n;
 }
 #else
-int listener_adopt_all(struct listener **list, const struct listen_options *o, char *err,
-		       size_t errlen)
+int listener_adopt_all(struct listener **list, const struct listen_options *o)
 {
 	(void)list;
 	(void)o;
 	if (getenv("LISTEN_FDS")) {
-		snprintf(err, errlen, "sockets were passed (LISTEN_FDS), but echod was built without systemd support");
-		return -1;
+		log_err("sockets were passed (LISTEN_FDS), but echod was built without systemd support");
+		return -EOPNOTSUPP;
 	}
 	return 0;
 }

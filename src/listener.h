@@ -42,14 +42,13 @@ struct listen_options {
  * -errno. */
 int listener_set_tcp_options(int fd, const struct listen_options *o);
 
-/* Opens one listener for a `listen` value. NULL with a message in err. */
-struct listener *listener_open(const char *text, const struct listen_options *o,
-			       char *err, size_t errlen);
+/* Opens one listener for a `listen` value into *out. 0, or -errno with
+ * the reason logged (naming the address, with a hint where one helps). */
+int listener_open(const char *text, const struct listen_options *o, struct listener **out);
 
 /* Adopts the sockets passed with LISTEN_FDS. Returns how many (0 when
- * none were passed), or -1 with a message naming the fd in err. */
-int listener_adopt_all(struct listener **list, const struct listen_options *o, char *err,
-		       size_t errlen);
+ * none were passed), or -errno with a message naming the fd logged. */
+int listener_adopt_all(struct listener **list, const struct listen_options *o);
 
 /* Closes the socket, and removes the socket file echod created if the
  * file at its path is still that one. */
