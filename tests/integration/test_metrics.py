@@ -49,6 +49,25 @@ def read_all(sock, timeout=10, what="the response"):
     return harness.expect_eof(sock, timeout=timeout, what=what)
 
 
+def read_all_threaded(sock, timeout):
+    """read_all() for threads: harness.recv_some() shares one buffer, so
+    two threads reading at once would mix their data."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            fail("EOF within %ss" % timeout, "EOF", "still open after %d bytes" % len(buf))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
 def request(ml, data=GET, timeout=10):
     """Sends data on a new connection and reads the whole response:
     (status, headers dict, body bytes)."""
@@ -358,7 +377,7 @@ def many_scrapers():
                         s.sendall(GET[16:])
                     else:
                         s.sendall(GET)
-                    raw = harness.expect_eof(s, timeout=20)
+                    raw = read_all_threaded(s, timeout=20)
                 results[i] = ("ok", parse_response(raw)[0]) if raw else ("closed", None)
             except harness.Failure as e:
                 results[i] = ("fail", str(e))
