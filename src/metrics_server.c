@@ -1,5 +1,6 @@
 #include "metrics_server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -128,35 +129,30 @@ static int set_wout(struct scraper *s, bool on)
 	return 0;
 }
 
-/* Reads and drops what the scraper still sends, until EAGAIN (true) or
- * its end, an error or the budget (false: the scraper has been closed,
- * or deferred to read on). Closing with unread bytes in the receive
- * queue would answer with a reset, and a reset can destroy the response
- * before the scraper has read it; so the socket is closed only once the
- * scraper has closed its side, or at the deadline. */
-static bool discard_input(struct scraper *s)
+/* Reads and drops what the scraper still sends, until EAGAIN, or its
+ * EOF, or the budget (then it goes on from the deferred list). Closing
+ * with unread bytes in the receive queue would answer with a reset, and
+ * a reset can destroy the response before the scraper has read it; so
+ * the socket is closed only once the scraper has closed its side (or at
+ * the deadline). An EOF while the response is still going out (a
+ * scraper may half-close after its request) is noted, and the close
+ * waits for the response to be sent. */
+static void discard_input(struct scraper *s)
 {
 	for (int i = 0; i < DISCARDS_PER_EVENT; i++) {
 		ssize_t n = recv(s->fd, metrics.discard, sizeof(metrics.discard), 0);
-		if (n > 0)
+		if (n > 0 || (n < 0 && errno == EINTR))
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (errno == EAGAIN)
-				return true;
-			continue;
-		}
-		/* EOF, or an error: nothing more is coming. In S_WRITE the
-		 * response is still sent if the socket takes it (a scraper may
-		 * half-close after its request). */
+		if (n < 0 && errno == EAGAIN)
+			return;
 		if (n == 0 && s->state == S_WRITE) {
 			s->eof = true;
-			return true;
+			return;
 		}
-		scraper_close(s);
-		return false;
+		scraper_close(s); /* EOF after the response, or an error */
+		return;
 	}
 	loop_defer(metrics.loop, &s->io);
-	return false;
 }
 
 static void send_response(struct scraper *s)
@@ -226,6 +222,7 @@ static void respond(struct scraper *s, enum http_verdict v)
 static bool read_request(struct scraper *s)
 {
 	for (;;) {
+		/* Never 0: a full buffer is HTTP_BAD, answered below. */
 		size_t room = sizeof(s->req) - s->req_len;
 		ssize_t n = recv(s->fd, s->req + s->req_len, room, 0);
 		if (n < 0 && errno == EINTR)
@@ -294,7 +291,7 @@ static void scraper_open(int fd)
 	struct scraper *s = scraper_slot();
 	int r;
 
-	/* The caller accepts only while a slot is free. */
+	assert(s); /* the caller accepts only while a slot is free */
 	s->fd = fd;
 	s->state = S_READ;
 	s->wout = s->eof = false;

@@ -175,6 +175,25 @@ START_TEST(linger_until_eof)
 }
 END_TEST
 
+/* A scraper that half-closes right after its request (printf | nc -N)
+ * still gets the whole response. */
+START_TEST(half_closed_scraper)
+{
+	char buf[8192];
+	bool eof;
+	int fd = client();
+
+	send_all(fd, "GET /metrics HTTP/1.0\r\n\r\n");
+	shutdown(fd, SHUT_WR);
+	run_for(100);
+	drain(fd, buf, sizeof(buf), &eof);
+	ck_assert(eof);
+	ck_assert_ptr_nonnull(strstr(buf, "HTTP/1.0 200 OK\r\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "\nechod_start_time_seconds "));
+	close(fd);
+}
+END_TEST
+
 /* A full table takes the listener out of the loop; a slot freed by the
  * deadline brings it back, and the waiting scraper is served. */
 START_TEST(cap_and_deadline)
@@ -254,6 +273,7 @@ static Suite *suite(void)
 	tcase_add_test(t, scrape);
 	tcase_add_test(t, not_found_and_bad);
 	tcase_add_test(t, linger_until_eof);
+	tcase_add_test(t, half_closed_scraper);
 	tcase_add_test(t, cap_and_deadline);
 	tcase_add_test(t, stop_and_free);
 	tcase_add_test(t, udp_refused);
