@@ -96,16 +96,16 @@ static void log_close(const struct conn *c, const char *why)
 	struct sockaddr_storage local;
 	socklen_t len = sizeof(local);
 	char peer[ADDRESS_TEXT_MAX], on[ADDRESS_TEXT_MAX];
-	uint64_t ms = conns.loop->now_ms - c->opened;
+	uint64_t ms = conns.loop->now_ms - c->x->opened;
 
-	guard_format_peer((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+	guard_format_peer(conn_peer(c), peer, sizeof(peer));
 	if (getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
 		address_format((const struct sockaddr *)&local, len, on, sizeof(on));
 	else
 		snprintf(on, sizeof(on), "?");
 	log_info("connection from %s on %s closed after %llu.%03llus: %llu bytes in, %llu bytes out (%s)",
 		 peer, on, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-		 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out, why);
+		 (unsigned long long)c->x->bytes_in, (unsigned long long)c->x->bytes_out, why);
 }
 
 void conn_close(struct conn *c, const char *why)
@@ -119,10 +119,13 @@ void conn_close(struct conn *c, const char *why)
 		bufpool_put(&conns.pool, c->out);
 	if (c->pipe)
 		pipepool_put(&conns.pipes, c->pipe);
-	if (c->hdr)
-		bufpool_put(&conns.pool, c->hdr);
-	if (c->flags & C_COUNTED)
-		guard_release_conn((const struct sockaddr *)&c->peer, sizeof(c->peer));
+	if (c->x) {
+		if (c->x->hdr)
+			bufpool_put(&conns.pool, c->x->hdr);
+		if (c->flags & C_COUNTED)
+			guard_release_conn(conn_peer(c), sizeof(c->x->peer));
+		free(c->x);
+	}
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
 	close(c->fd);
 	policy_unref(c->policy);
@@ -137,19 +140,27 @@ void conn_close(struct conn *c, const char *why)
  * per-source table and the log, whatever the listener's family. */
 void conn_set_peer(struct conn *c, const struct sockaddr *sa)
 {
-	memset(&c->peer, 0, sizeof(c->peer));
+	struct sockaddr_in6 *p = &c->x->peer;
+
+	memset(p, 0, sizeof(*p));
 	if (sa && sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		c->peer.sin6_family = AF_INET6;
-		c->peer.sin6_port = s4->sin_port;
-		c->peer.sin6_addr.s6_addr[10] = 0xff;
-		c->peer.sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&c->peer.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
+		p->sin6_family = AF_INET6;
+		p->sin6_port = s4->sin_port;
+		p->sin6_addr.s6_addr[10] = 0xff;
+		p->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&p->sin6_addr.s6_addr[12], &s4->sin_addr, 4);
 	} else if (sa && sa->sa_family == AF_INET6) {
-		memcpy(&c->peer, sa, sizeof(c->peer));
+		memcpy(p, sa, sizeof(*p));
 	} else {
-		c->peer.sin6_family = AF_UNIX;
+		p->sin6_family = AF_UNIX;
 	}
+}
+
+/* Whether c needs its extra state, from what it is and the settings. */
+static bool needs_extra(const struct conn_origin *o, const struct policy *p)
+{
+	return o->proxy || o->counted || p->log_connections || p->max_time_ms;
 }
 
 int conn_open(int fd, const struct conn_origin *o)
@@ -173,12 +184,25 @@ int conn_open(int fd, const struct conn_origin *o)
 	c->timer.fn = conn_timer_fn;
 	c->policy = conns.policy;
 	c->policy->refs++;
-	conn_set_peer(c, o->peer);
+	if (needs_extra(o, c->policy)) {
+		c->x = calloc(1, sizeof(*c->x));
+		if (!c->x) {
+			/* Not opened yet: undo by hand. */
+			policy_unref(c->policy);
+			memset(c, 0, sizeof(*c));
+			close(fd);
+			if (o->counted)
+				guard_release_conn(o->peer, o->peer_len);
+			return log_errno(LOG_LEVEL_WARNING, -ENOMEM, "cannot open a connection");
+		}
+		conn_set_peer(c, o->peer);
+		c->x->opened = conns.loop->now_ms;
+	}
 	conns.stats->current++;
 	conns.stats->total++;
 	if ((size_t)fd >= conns.hwm)
 		conns.hwm = (size_t)fd + 1;
-	c->opened = c->last_active = conns.loop->now_ms;
+	c->last_active = conns.loop->now_ms;
 
 	/* Edge-triggered, for input only: a fresh socket is writable, and
 	 * watching EPOLLOUT from the start would cost every connection a
@@ -202,7 +226,8 @@ int conn_open(int fd, const struct conn_origin *o)
 static void sent(struct conn *c, ssize_t w)
 {
 	conns.stats->bytes += (uint64_t)w;
-	c->bytes_out += (uint64_t)w;
+	if (c->x)
+		c->x->bytes_out += (uint64_t)w;
 	c->last_active = conns.loop->now_ms;
 }
 
@@ -276,7 +301,8 @@ int conn_echo(struct conn *c, const char *data, size_t n)
 		w = 0;
 	}
 	conns.stats->bytes += (uint64_t)w;
-	c->bytes_out += (uint64_t)w;
+	if (c->x)
+		c->x->bytes_out += (uint64_t)w;
 	if ((size_t)w == n)
 		return 0;
 	c->out = bufpool_get(&conns.pool, c->policy->buffer_size);
@@ -318,7 +344,8 @@ static int pump_splice(struct conn *c, int budget)
 			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = conns.loop->now_ms;
-		c->bytes_in += (uint64_t)n;
+		if (c->x)
+			c->x->bytes_in += (uint64_t)n;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -370,7 +397,8 @@ static int pump(struct conn *c)
 			return errno == EAGAIN ? 0 : -errno;
 		}
 		c->last_active = conns.loop->now_ms;
-		c->bytes_in += (uint64_t)n;
+		if (c->x)
+			c->x->bytes_in += (uint64_t)n;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b) {
 			b->len += (uint32_t)n;

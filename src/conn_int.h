@@ -46,6 +46,18 @@ enum {
 	C_LINGER = 1 << 11,  /* ... and all sent, then FIN: waiting for the client's */
 };
 
+/* What only some connections need, allocated for those alone (PROXY
+ * listeners, a per-source count, max_connection_time, log_connections),
+ * so that a plain idle connection costs its table slot and nothing else. */
+struct conn_extra {
+	/* The client (after PROXY), IPv4 as mapped IPv6; sin6_family is
+	 * AF_UNIX for Unix peers. */
+	struct sockaddr_in6 peer;
+	uint64_t opened; /* loop clock at accept */
+	uint64_t bytes_in, bytes_out;
+	struct buf *hdr; /* a PROXY header arriving in pieces */
+};
+
 struct conn {
 	struct io io;
 	/* One timer for every deadline: idle, lifetime, PROXY header,
@@ -55,17 +67,18 @@ struct conn {
 	 * whenever nothing is pending, and never both set. */
 	struct buf *out;
 	struct pipe_pair *pipe;
-	struct buf *hdr; /* a PROXY header arriving in pieces */
 	struct policy *policy;
-	uint64_t opened;      /* loop clock at accept */
+	struct conn_extra *x; /* NULL for most */
 	uint64_t last_active; /* last byte read or sent */
-	uint64_t bytes_in, bytes_out;
-	/* The client (after PROXY), IPv4 as mapped IPv6; sin6_family is
-	 * AF_UNIX for Unix peers. */
-	struct sockaddr_in6 peer;
 	int fd;
 	uint16_t flags;
 };
+
+/* The client's address if the connection keeps it, else NULL. */
+static inline const struct sockaddr *conn_peer(const struct conn *c)
+{
+	return c->x ? (const struct sockaddr *)&c->x->peer : NULL;
+}
 
 struct conn_state {
 	struct loop *loop;
@@ -87,7 +100,8 @@ static inline bool conn_pending(const struct conn *c)
 }
 
 void conn_close(struct conn *c, const char *why);
-/* Stores the client's address (IPv4 mapped; NULL or AF_UNIX: a Unix peer). */
+/* Stores the client's address in c->x (IPv4 mapped; NULL or AF_UNIX: a
+ * Unix peer). */
 void conn_set_peer(struct conn *c, const struct sockaddr *sa);
 /* Sends data straight back; keeps only what the kernel did not take. */
 int conn_echo(struct conn *c, const char *data, size_t n);

@@ -16,7 +16,7 @@
 static int refuse(struct conn *c, const char *why)
 {
 	log_debug("connection %d: PROXY header refused: %s", c->fd, why);
-	guard_refuse(REFUSE_PROXY, (const struct sockaddr *)&c->peer, conns.loop->now_ms);
+	guard_refuse(REFUSE_PROXY, conn_peer(c), conns.loop->now_ms);
 	return -EPROTO;
 }
 
@@ -28,7 +28,7 @@ static int header_done(struct conn *c, const struct proxy_result *res, char *res
 
 	if (!res->local && (res->src.ss_family == AF_INET || res->src.ss_family == AF_INET6))
 		conn_set_peer(c, (const struct sockaddr *)&res->src);
-	if (!guard_admit_conn((const struct sockaddr *)&c->peer, sizeof(c->peer), conns.loop->now_ms,
+	if (!guard_admit_conn(conn_peer(c), sizeof(c->x->peer), conns.loop->now_ms,
 			      &counted))
 		return -EACCES;
 	if (counted)
@@ -36,7 +36,7 @@ static int header_done(struct conn *c, const struct proxy_result *res, char *res
 	c->flags &= (uint16_t)~C_PROXY;
 	if (n) {
 		c->last_active = conns.loop->now_ms;
-		c->bytes_in += n;
+		c->x->bytes_in += n;
 		transform_apply(c->policy->transform, rest, n);
 		int r = conn_echo(c, rest, n);
 		if (r < 0)
@@ -49,12 +49,12 @@ int conn_read_proxy(struct conn *c)
 {
 	for (;;) {
 		struct proxy_result res;
-		char *base = c->hdr ? c->hdr->data : conns.scratch;
-		size_t have = c->hdr ? c->hdr->len : 0;
+		char *base = c->x->hdr ? c->x->hdr->data : conns.scratch;
+		size_t have = c->x->hdr ? c->x->hdr->len : 0;
 		/* Into the scratch buffer, the whole read: the header and the
 		 * data behind it. Once pieces are kept, at most up to the
 		 * header's bound. */
-		size_t room = c->hdr ? PROXY_HEADER_MAX - have : SCRATCH_SIZE;
+		size_t room = c->x->hdr ? PROXY_HEADER_MAX - have : SCRATCH_SIZE;
 		ssize_t n = recv(c->fd, base + have, room, 0);
 		int r;
 
@@ -66,9 +66,9 @@ int conn_read_proxy(struct conn *c)
 		r = proxy_header_parse((const uint8_t *)base, have, &res);
 		if (r > 0) {
 			r = header_done(c, &res, base + r, have - (size_t)r);
-			if (c->hdr) {
-				bufpool_put(&conns.pool, c->hdr);
-				c->hdr = NULL;
+			if (c->x->hdr) {
+				bufpool_put(&conns.pool, c->x->hdr);
+				c->x->hdr = NULL;
 			}
 			return r < 0 ? r : 1;
 		}
@@ -76,13 +76,13 @@ int conn_read_proxy(struct conn *c)
 			return refuse(c, res.error ? res.error : "malformed");
 		/* Not all of it yet: keep what came (the parser never asks
 		 * for more beyond PROXY_HEADER_MAX bytes). */
-		if (!c->hdr) {
-			c->hdr = bufpool_get(&conns.pool, PROXY_HEADER_MAX);
-			if (!c->hdr)
+		if (!c->x->hdr) {
+			c->x->hdr = bufpool_get(&conns.pool, PROXY_HEADER_MAX);
+			if (!c->x->hdr)
 				return -ENOMEM;
-			memcpy(c->hdr->data, base, have);
+			memcpy(c->x->hdr->data, base, have);
 		}
-		c->hdr->len = (uint32_t)have;
+		c->x->hdr->len = (uint32_t)have;
 		if ((size_t)n < room && !(c->flags & C_EXACT))
 			return 0; /* drained: the rest brings a new edge */
 	}

@@ -24,11 +24,11 @@ static uint64_t next_deadline(const struct conn *c)
 	uint64_t due = UINT64_MAX;
 
 	if (c->flags & C_EXPIRED)
-		return c->opened + p->max_time_ms + LINGER_MS;
+		return c->x->opened + p->max_time_ms + LINGER_MS;
 	if (c->flags & C_PROXY)
-		due = c->opened + PROXY_TIMEOUT_MS;
+		due = c->x->opened + PROXY_TIMEOUT_MS;
 	if (p->max_time_ms)
-		due = earliest(due, c->opened + p->max_time_ms);
+		due = earliest(due, c->x->opened + p->max_time_ms);
 	if (c->flags & C_DRAIN)
 		due = earliest(due, c->last_active + DRAIN_QUIET_MS);
 	else if (p->idle_timeout_ms)
@@ -55,19 +55,19 @@ void conn_timer_fn(struct timer *t)
 
 	if (c->flags & C_EXPIRED) {
 		/* Pending echoes or lingering: the client gets LINGER_MS. */
-		if (now >= c->opened + p->max_time_ms + LINGER_MS) {
+		if (now >= c->x->opened + p->max_time_ms + LINGER_MS) {
 			conn_close(c, "max_connection_time");
 			return;
 		}
-	} else if ((c->flags & C_PROXY) && now >= c->opened + PROXY_TIMEOUT_MS) {
-		guard_refuse(REFUSE_PROXY, (const struct sockaddr *)&c->peer, now);
+	} else if ((c->flags & C_PROXY) && now >= c->x->opened + PROXY_TIMEOUT_MS) {
+		guard_refuse(REFUSE_PROXY, conn_peer(c), now);
 		conn_close(c, "no PROXY header in time");
 		return;
-	} else if (p->max_time_ms && now >= c->opened + p->max_time_ms) {
+	} else if (p->max_time_ms && now >= c->x->opened + p->max_time_ms) {
 		/* Stop reading, send what is pending, then FIN, and linger
 		 * until the client closes (at most LINGER_MS), so that the
 		 * close does not reset echoes it has not read (conn_io). */
-		guard_refuse(REFUSE_LIFETIME, (const struct sockaddr *)&c->peer, now);
+		guard_refuse(REFUSE_LIFETIME, conn_peer(c), now);
 		c->flags |= C_EXPIRED;
 		int fd = c->fd;
 		conn_io(&c->io, 0);
@@ -112,10 +112,19 @@ size_t conn_recheck_acl(void)
 
 	for (size_t fd = 0; fd < conns.hwm; fd++) {
 		struct conn *c = &conns.table[fd];
-		if (!(c->flags & C_OPEN) || (c->flags & C_PROXY) ||
-		    guard_acl_admits((const struct sockaddr *)&c->peer))
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		const struct sockaddr *peer = conn_peer(c);
+
+		if (!(c->flags & C_OPEN) || (c->flags & C_PROXY))
 			continue;
-		guard_refuse(REFUSE_ACL, (const struct sockaddr *)&c->peer, conns.loop->now_ms);
+		/* Most connections do not keep their address: a reload is
+		 * rare enough to ask the kernel for it. */
+		if (!peer && getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+			peer = (const struct sockaddr *)&ss;
+		if (!peer || guard_acl_admits(peer))
+			continue;
+		guard_refuse(REFUSE_ACL, peer, conns.loop->now_ms);
 		conn_close(c, "refused by allow/deny after a reload");
 		closed++;
 	}

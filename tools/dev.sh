@@ -22,7 +22,8 @@ check python3"
 # the end-to-end suite; perf, iproute2 and gnuplot for the benchmark.
 TEST_PACKAGES="$BUILD_PACKAGES systemd mandoc netcat-openbsd iproute2
 util-linux procps systemd-container debootstrap debian-archive-keyring gpgv
-ca-certificates linux-perf gnuplot-nox strace groff-base man-db"
+ca-certificates linux-perf gnuplot-nox strace groff-base man-db haproxy
+prometheus clang"
 
 # Packaging it: dpkg-buildpackage and lintian; the Build-Depends of
 # debian/control come on top (apt-get build-dep).
