@@ -19,6 +19,12 @@
 /* Reads per wakeup before a connection yields to the others (libuv uses
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
+/* Bytes per connection per wakeup: what one stream may move before the
+ * others (and the ping-pong clients among them) get their turn. A pass
+ * over n busy streams takes n times this; see bench/RESULTS.md. */
+#ifndef BYTES_PER_EVENT
+#define BYTES_PER_EVENT (256 * 1024)
+#endif
 /* Memory in free buffers kept for reuse: enough for bursts (16 buffers
  * of the default 64K), small when idle, none for buffers over 1M. */
 #define POOL_MAX_FREE_BYTES (1024 * 1024)
@@ -313,23 +319,46 @@ int conn_echo(struct conn *c, const char *data, size_t n)
 	return 0;
 }
 
+/* What one wakeup may still do for a connection. */
+struct budget {
+	int reads;
+	ssize_t bytes;
+};
+
+static bool spent(const struct budget *b)
+{
+	return b->reads <= 0 || b->bytes <= 0;
+}
+
+/* Whether the next read may go through a pipe: nothing pending (a pipe is
+ * never held across wakeups, see park()), nothing to transform, no urgent
+ * mark to stop at. */
+static bool can_splice(const struct conn *c)
+{
+	return !c->out && !c->pipe && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT);
+}
+
 /* Bulk data: socket -> pipe -> socket with splice(2), never copied
  * through user space. Ends when the socket is drained (a short splice does
  * not prove that, so this path reads until EAGAIN), or when the budget is
  * spent (0). Returns 1 when the caller must go on copying: no pipe to be
  * had, or the client stopped reading and its bytes were parked in a
- * buffer. */
-static int pump_splice(struct conn *c, int budget)
+ * buffer. A full splice marks the connection C_BULK, so that its next
+ * wakeup starts here instead of with a copy through the scratch buffer;
+ * a wakeup that ends with a short splice clears it again. */
+static int pump_splice(struct conn *c, struct budget *bud)
 {
 	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
+	bool full = true;
 
-	for (; budget > 0; budget--) {
+	while (!spent(bud)) {
 		struct pipe_pair *p = pipepool_get(&conns.pipes);
 		ssize_t n;
 		int r;
 
 		if (!p)
 			return 1; /* no pipe to be had: copy instead */
+		bud->reads--;
 		c->pipe = p;
 		n = splice(c->fd, NULL, p->w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n <= 0) {
@@ -341,11 +370,19 @@ static int pump_splice(struct conn *c, int budget)
 				c->flags |= C_EOF;
 				return 0;
 			}
-			return e == EAGAIN ? 0 : -e;
+			if (e != EAGAIN)
+				return -e;
+			if (!full)
+				c->flags &= (uint16_t)~C_BULK;
+			return 0;
 		}
 		c->last_active = conns.loop->now_ms;
 		if (c->x)
 			c->x->bytes_in += (uint64_t)n;
+		bud->bytes -= n;
+		full = (size_t)n == room;
+		if (full)
+			c->flags |= C_BULK;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -361,10 +398,17 @@ static int pump_splice(struct conn *c, int budget)
 }
 
 /* Reads and echoes until the socket is drained, the buffer is full, or
- * the budget is spent. */
+ * the budget (reads and bytes) is spent. */
 static int pump(struct conn *c)
 {
-	for (int budget = READS_PER_EVENT; budget > 0; budget--) {
+	struct budget bud = { READS_PER_EVENT, BYTES_PER_EVENT };
+
+	if ((c->flags & C_BULK) && can_splice(c)) {
+		int r = pump_splice(c, &bud);
+		if (r <= 0)
+			return r;
+	}
+	while (!spent(&bud)) {
 		struct buf *b = c->out;
 		size_t room;
 		char *dst;
@@ -387,6 +431,7 @@ static int pump(struct conn *c)
 			room = c->policy->buffer_size < SCRATCH_SIZE ? c->policy->buffer_size : SCRATCH_SIZE;
 			dst = conns.scratch;
 		}
+		bud.reads--;
 		n = recv(c->fd, dst, room, 0);
 		if (n <= 0) {
 			c->flags &= (uint16_t)~C_BLOCKED;
@@ -399,6 +444,7 @@ static int pump(struct conn *c)
 		c->last_active = conns.loop->now_ms;
 		if (c->x)
 			c->x->bytes_in += (uint64_t)n;
+		bud.bytes -= n;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b) {
 			b->len += (uint32_t)n;
@@ -408,6 +454,7 @@ static int pump(struct conn *c)
 				return r;
 		}
 		if ((size_t)n < room) {
+			c->flags &= (uint16_t)~C_BULK;
 			if (c->flags & C_EXACT)
 				continue; /* only EAGAIN says the socket is empty */
 			/* A short read drained the socket; the next data brings a
@@ -420,8 +467,8 @@ static int pump(struct conn *c)
 		}
 		/* A full read: bulk data is flowing. Unless it must be
 		 * transformed, move the rest without copying it. */
-		if (!c->out && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT)) {
-			int r = pump_splice(c, budget - 1);
+		if (can_splice(c)) {
+			int r = pump_splice(c, &bud);
 			if (r <= 0)
 				return r;
 		}
