@@ -480,6 +480,7 @@ static int pump(struct conn *c)
 void conn_io(struct io *io, uint32_t events)
 {
 	struct conn *c = container_of(io, struct conn, io);
+	bool drained = false; /* the PROXY header's read emptied the socket */
 	int r;
 
 	if (events & EPOLLRDHUP)
@@ -511,10 +512,11 @@ void conn_io(struct io *io, uint32_t events)
 				conn_close(c, "bad PROXY header");
 			return;
 		}
+		drained = r == 2;
 	}
 	/* An EPOLLOUT-only edge needs no read, unless a full buffer had
 	 * stopped reading and the flush has made room. */
-	if (!(c->flags & (C_EOF | C_EXPIRED)) &&
+	if (!(c->flags & (C_EOF | C_EXPIRED)) && !drained &&
 	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
 	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->out->cap)))) {
 		r = pump(c);

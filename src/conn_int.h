@@ -109,8 +109,9 @@ int conn_echo(struct conn *c, const char *data, size_t n);
 void conn_io(struct io *io, uint32_t events);
 
 /* Reads the PROXY header: 1 once it is in (and what followed it echoed),
- * 0 while waiting for more, -errno when the connection must close (a
- * refusal is already counted). */
+ * 2 if so and the read that completed it drained the socket, 0 while
+ * waiting for more, -errno when the connection must close (a refusal is
+ * already counted). */
 int conn_read_proxy(struct conn *c);
 
 /* (Re)arms c's timer for its earliest deadline; 0 or -errno. */

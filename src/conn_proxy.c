@@ -70,7 +70,16 @@ int conn_read_proxy(struct conn *c)
 				bufpool_put(&conns.pool, c->x->hdr);
 				c->x->hdr = NULL;
 			}
-			return r < 0 ? r : 1;
+			if (r < 0)
+				return r;
+			/* A short read drained the socket, as in pump(): no
+			 * read after it just to see EAGAIN. */
+			if ((size_t)n < room && !(c->flags & C_EXACT)) {
+				if (c->flags & C_RDHUP)
+					c->flags |= C_EOF;
+				return 2;
+			}
+			return 1;
 		}
 		if (r < 0)
 			return refuse(c, res.error ? res.error : "malformed");
