@@ -20,10 +20,12 @@
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
 /* Bytes per connection per wakeup: what one stream may move before the
- * others (and the ping-pong clients among them) get their turn. A pass
- * over n busy streams takes n times this; see bench/RESULTS.md. */
+ * others (and the ping-pong clients among them) get their turn; a pass
+ * over n busy streams takes up to n times this. 1 MiB is 16 full reads of
+ * the default 64K; smaller budgets (64K to 512K) measured no better
+ * ping-pong latency beside streams (bench/notes.md). */
 #ifndef BYTES_PER_EVENT
-#define BYTES_PER_EVENT (256 * 1024)
+#define BYTES_PER_EVENT (1024 * 1024)
 #endif
 /* Memory in free buffers kept for reuse: enough for bursts (16 buffers
  * of the default 64K), small when idle, none for buffers over 1M. */
