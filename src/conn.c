@@ -345,13 +345,10 @@ static bool can_splice(const struct conn *c)
  * not prove that, so this path reads until EAGAIN), or when the budget is
  * spent (0). Returns 1 when the caller must go on copying: no pipe to be
  * had, or the client stopped reading and its bytes were parked in a
- * buffer. A full splice marks the connection C_BULK, so that its next
- * wakeup starts here instead of with a copy through the scratch buffer;
- * a wakeup that ends with a short splice clears it again. */
+ * buffer. */
 static int pump_splice(struct conn *c, struct budget *bud)
 {
 	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
-	bool full = true;
 
 	while (!spent(bud)) {
 		struct pipe_pair *p = pipepool_get(&conns.pipes);
@@ -372,19 +369,12 @@ static int pump_splice(struct conn *c, struct budget *bud)
 				c->flags |= C_EOF;
 				return 0;
 			}
-			if (e != EAGAIN)
-				return -e;
-			if (!full)
-				c->flags &= (uint16_t)~C_BULK;
-			return 0;
+			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = conns.loop->now_ms;
 		if (c->x)
 			c->x->bytes_in += (uint64_t)n;
 		bud->bytes -= n;
-		full = (size_t)n == room;
-		if (full)
-			c->flags |= C_BULK;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -405,11 +395,6 @@ static int pump(struct conn *c)
 {
 	struct budget bud = { READS_PER_EVENT, BYTES_PER_EVENT };
 
-	if ((c->flags & C_BULK) && can_splice(c)) {
-		int r = pump_splice(c, &bud);
-		if (r <= 0)
-			return r;
-	}
 	while (!spent(&bud)) {
 		struct buf *b = c->out;
 		size_t room;
@@ -456,7 +441,6 @@ static int pump(struct conn *c)
 				return r;
 		}
 		if ((size_t)n < room) {
-			c->flags &= (uint16_t)~C_BULK;
 			if (c->flags & C_EXACT)
 				continue; /* only EAGAIN says the socket is empty */
 			/* A short read drained the socket; the next data brings a

@@ -44,7 +44,6 @@ enum {
 	C_COUNTED = 1 << 9, /* holds a place in its source's connection count */
 	C_EXPIRED = 1 << 10, /* max_connection_time reached: not read any more */
 	C_LINGER = 1 << 11,  /* ... and all sent, then FIN: waiting for the client's */
-	C_BULK = 1 << 12,    /* its last read filled a pipe: start the next with splice */
 };
 
 /* What only some connections need, allocated for those alone (PROXY
