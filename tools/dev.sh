@@ -11,11 +11,12 @@ BUILD=${BUILD:-build}
 # What building and testing echod needs, all from Debian: the toolchain,
 # libsystemd and Check; systemd's own tools for activation and unit
 # checks; mandoc for the man pages; nspawn and debootstrap for the
-# end-to-end suite; perf, iproute2 and gnuplot for the benchmark.
+# end-to-end suite; perf, iproute2 and gnuplot for the benchmark; clang
+# and gcovr for CI's second compiler and tools/coverage.
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev check
 python3 systemd mandoc netcat-openbsd iproute2 util-linux procps
 systemd-container debootstrap debian-archive-keyring gpgv ca-certificates
-linux-perf gnuplot-nox strace groff-base man-db"
+linux-perf gnuplot-nox strace groff-base man-db clang gcovr"
 
 install_packages() {
 	missing=
