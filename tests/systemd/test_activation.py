@@ -253,6 +253,21 @@ def case_udp_unbound():
     refused([s], 3, "an unbound UDP socket")
 
 
+@sdtest.needs_systemd
+def case_netlink():
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    refused([s], 3, "a netlink socket (an address family echod does not serve)")
+
+
+@sdtest.needs_systemd
+def case_seqpacket():
+    path = os.path.join(sdtest.tmpdir(), "seqpacket.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(path)
+    s.listen(4)
+    refused([s], 3, "a listening Unix SOCK_SEQPACKET socket (neither stream nor datagram)")
+
+
 def _cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -298,4 +313,6 @@ if __name__ == "__main__":
         "udp-connected": case_udp_connected,
         "udp-unbound": case_udp_unbound,
         "accept-error": case_accept_error,
+        "netlink": case_netlink,
+        "seqpacket": case_seqpacket,
     })
