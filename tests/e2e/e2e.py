@@ -496,8 +496,8 @@ class E2E:
         os.chmod(self.workdir, 0o755)
         self.installed_from, staging = stage(self.build_root, self.source_root, self.workdir)
         files = staged_files(staging)
-        if '/usr/bin/echod' not in files:
-            raise Failure('meson install did not install /usr/bin/echod: %s' % sorted(files))
+        if '/usr/sbin/echod' not in files:
+            raise Failure('meson install did not install /usr/sbin/echod: %s' % sorted(files))
         self.units = {}
         for unit in ('echod.socket', 'echod.service'):
             for d in UNIT_DIRS:
@@ -517,6 +517,17 @@ class E2E:
             f.write(content)
         os.chmod(self.conf, 0o644)
 
+    def binds(self):
+        """nspawn options that put what is tested into the container: the
+        installed files read-only, the test configuration writable."""
+        args = []
+        for dest, src in sorted(self.staged.items()):
+            if dest == CONF_PATH:
+                continue
+            args.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
+        args.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        return args
+
     def boot(self):
         for mount, path in self.hierarchies:
             d = os.path.join(mount + path, self.name)
@@ -526,11 +537,7 @@ class E2E:
         cmd = ['systemd-nspawn', '--quiet', '--directory=' + self.tree,
                '--machine=' + self.name, '--boot', '--register=no', '--keep-unit',
                '--private-network', '--volatile=overlay', '--console=read-only']
-        for dest, src in sorted(self.staged.items()):
-            if dest == CONF_PATH:
-                continue
-            cmd.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
-        cmd.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        cmd += self.binds()
         cgroups = list(self.cgroups)
 
         def enter_cgroup():
@@ -701,13 +708,13 @@ class E2E:
                 if f.read() != inside:
                     raise Failure('%s in the container differs from the installed one' % frag)
         exe = self.show('echod.service', 'ExecStart').get('ExecStart', '')
-        if not re.search(r'\bpath=/usr/bin/echod ', exe):
-            raise Failure('echod.service runs %r, not /usr/bin/echod' % exe)
-        inside = text(self.cexec('sha256sum', '/usr/bin/echod').stdout).split()[0]
-        with open(self.staged['/usr/bin/echod'], 'rb') as f:
+        if not re.search(r'\bpath=/usr/sbin/echod ', exe):
+            raise Failure('echod.service runs %r, not /usr/sbin/echod' % exe)
+        inside = text(self.cexec('sha256sum', '/usr/sbin/echod').stdout).split()[0]
+        with open(self.staged['/usr/sbin/echod'], 'rb') as f:
             if hashlib.sha256(f.read()).hexdigest() != inside:
-                raise Failure('/usr/bin/echod in the container differs from the installed one')
-        return 'socket active on %s; service inactive; units from %s run /usr/bin/echod' % (
+                raise Failure('/usr/sbin/echod in the container differs from the installed one')
+        return 'socket active on %s; service inactive; units from %s run /usr/sbin/echod' % (
             s['Listen'], os.path.dirname(v['FragmentPath']))
 
     def c_echo_line(self):
@@ -785,7 +792,24 @@ class E2E:
 
     def c_reload_broken(self):
         self.write_conf('# echod end-to-end test\ntransform = sideways\nlog_level = info\n')
-        pid = self.reload(r'^reload failed, keeping the current configuration')
+        # ExecReload= checks the file first: systemctl reload fails and
+        # says so, echod is not signalled and keeps running.
+        n = self.count_journal(r'^' + re.escape(CONF_PATH) + r':\d+: ')
+        pid = self.show('echod.service', 'MainPID')['MainPID']
+        p = self.cexec('systemctl', 'reload', 'echod.service', check=False)
+        if p.returncode == 0:
+            raise Failure('systemctl reload with a broken file succeeded')
+        if not self.wait_journal(r'^' + re.escape(CONF_PATH) + r':\d+: ', n + 1):
+            raise Failure('no configuration error in the journal after a failed reload')
+        st = self.show('echod.service', 'ActiveState', 'SubState', 'MainPID')
+        if (st['ActiveState'], st['SubState']) != ('active', 'running') or st['MainPID'] != pid:
+            raise Failure('after a failed reload: %s/%s MainPID %s (was %s)' % (
+                st['ActiveState'], st['SubState'], st['MainPID'], pid))
+        # SIGHUP sent directly: echod itself rejects the file.
+        n = self.count_journal(r'^reload failed, keeping the current configuration')
+        self.cexec('systemctl', 'kill', '--kill-who=main', '-s', 'SIGHUP', 'echod.service')
+        if not self.wait_journal(r'^reload failed, keeping the current configuration', n + 1):
+            raise Failure('no "reload failed" line after SIGHUP with a broken file')
         got = self.echo(b'still upper\n')
         if got != b'STILL UPPER\n':
             raise Failure('after a broken reload, got %r (want the old transform)' % got)
@@ -795,7 +819,8 @@ class E2E:
         got = self.echo(b'Lower Again\n')
         if got != b'Lower Again\n':
             raise Failure('after restoring transform = none, got %r' % got)
-        return 'broken file rejected, service running (MainPID %s), still upper-casing' % pid
+        return ('systemctl reload failed (exit %d), SIGHUP rejected the file, service running '
+                '(MainPID %s), still upper-casing' % (p.returncode, pid))
 
     def c_stop(self):
         # A client stays connected across the stop: echod must have echoed
