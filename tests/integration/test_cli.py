@@ -57,6 +57,7 @@ def parse_t(stdout):
 
 # ---------------------------------------------------------------- exit 0
 
+@harness.case()
 def help_option():
     """-h and --help: exit 0, every long option listed on stdout."""
     for opt in ("-h", "--help"):
@@ -67,6 +68,7 @@ def help_option():
               "missing %s in:\n%s" % (missing, r.stdout))
 
 
+@harness.case()
 def version_option():
     """-V and --version: exit 0, `echod VERSION` on stdout."""
     version = os.environ.get("ECHOD_VERSION")
@@ -81,6 +83,7 @@ def version_option():
                   "echod VERSION", r.stdout)
 
 
+@harness.case()
 def check_config_defaults():
     """-t with an empty file: every key, in order, with the contract's defaults."""
     r = run(["-c", conf(""), "-t"])
@@ -97,6 +100,7 @@ def check_config_defaults():
         check(values[k] == v, "default %s printed by -t" % k, v, values[k])
 
 
+@harness.case()
 def check_config_missing_default():
     """No -c and no file at the default path: built-in defaults, exit 0."""
     path = os.environ.get("ECHOD_DEFAULT_CONFIG")
@@ -112,6 +116,7 @@ def check_config_missing_default():
           r.stdout)
 
 
+@harness.case()
 def check_config_every_key():
     """A file setting every key: -t prints exactly those values, in order."""
     text = """# every key
@@ -131,6 +136,7 @@ log_level = debug
             "-t with every key set in the file")
 
 
+@harness.case()
 def check_config_precedence():
     """command line > file > default; -l replaces the file's whole listen list."""
     text = "listen = 127.0.0.1:9000\nlisten = 127.0.0.1:9001\nbacklog = 100\nbuffer_size = 1M\n" \
@@ -165,6 +171,7 @@ def check_config_precedence():
     ], "-t with long options over the file")
 
 
+@harness.case(timeout=120)
 def check_config_formats():
     """Sizes print as 16K/1M, durations as 0/5s/250ms/2min; booleans as yes/no."""
     cases = [
@@ -189,6 +196,7 @@ def check_config_formats():
         check(got == printed, "-t prints `%s = %s` as" % (key, value), printed, got)
 
 
+@harness.case()
 def check_config_syntax():
     """Comments (# and ;), blank lines, surrounding white space; listen may repeat."""
     text = "# comment\n; another comment\n\n   \n\tbacklog\t=\t77  \n  buffer_size=2K\n" \
@@ -203,6 +211,7 @@ def check_config_syntax():
           listens)
 
 
+@harness.case()
 def check_config_bounds():
     """The bounds themselves are accepted."""
     for key, value in [("backlog", "1"), ("backlog", "65535"), ("buffer_size", "64"),
@@ -212,6 +221,7 @@ def check_config_bounds():
         expect_rc(r, EXIT_OK, "-t with `%s = %s` (a bound of the range)" % (key, value))
 
 
+@harness.case()
 def check_config_roundtrip():
     """-t output is itself a valid config file that reads back the same."""
     text = "listen = 127.0.0.1:7001\nlisten = unix:/tmp/x.sock\nbuffer_size = 1000\n" \
@@ -235,12 +245,14 @@ def _usage_error(args, what, mention=None):
     check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
 
 
+@harness.case()
 def usage_unknown_option():
     """Unknown options exit 2."""
     for args in (["--bogus"], ["-Z"], ["--check-config=yes"], ["-t", "--no-such-thing"]):
         _usage_error(args, "echod %s" % " ".join(args))
 
 
+@harness.case(timeout=120)
 def usage_bad_value():
     """A bad value given to an option exits 2 (not 78: it is not the file)."""
     bad = [
@@ -262,12 +274,14 @@ def usage_bad_value():
         _usage_error(args, "echod %s" % " ".join(repr(a) for a in args), mention)
 
 
+@harness.case()
 def usage_stray_argument():
     """A non-option argument exits 2."""
     for args in (["-t", "foo"], ["stray"], ["-t", "--", "x"]):
         _usage_error(args, "echod %s" % " ".join(args))
 
 
+@harness.case()
 def usage_missing_argument():
     """An option missing its argument exits 2."""
     for args in (["-t", "-l"], ["-t", "--config"], ["-t", "-b"], ["-t", "--transform"]):
@@ -287,6 +301,7 @@ def _config_error(text, line, what, start=False):
     check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
 
 
+@harness.case(timeout=90)
 def config_unknown_key():
     """An unknown key: exit 78, `echod: FILE:LINE: ...`."""
     _config_error("# comment\n\ncolour = blue\n", 3, "unknown key on line 3")
@@ -295,6 +310,7 @@ def config_unknown_key():
     _config_error("= 100\n", 1, "line without a key")
 
 
+@harness.case()
 def config_repeated_key():
     """A repeated scalar key: exit 78 on the line that repeats it."""
     _config_error("backlog = 10\nbacklog = 20\n", 2, "backlog repeated on line 2")
@@ -302,6 +318,7 @@ def config_repeated_key():
                   "transform repeated with the same value on line 4")
 
 
+@harness.case(timeout=120)
 def config_bad_value():
     """A malformed value: exit 78 on its line."""
     for key, value in [("buffer_size", "lots"), ("buffer_size", "16KB"), ("backlog", "1x"),
@@ -313,12 +330,14 @@ def config_bad_value():
         _config_error("# line 1\n%s = %s\n" % (key, value), 2, "`%s = %s` on line 2" % (key, value))
 
 
+@harness.case()
 def config_bad_boolean():
     """A malformed boolean (reuse_port): exit 78 on its line, no undefined behaviour."""
     for value in ("maybe", "2", "yess", "nope", "-1"):
         _config_error("# line 1\nreuse_port = %s\n" % value, 2, "`reuse_port = %s` on line 2" % value)
 
 
+@harness.case(timeout=90)
 def config_out_of_range():
     """A value out of range: exit 78 on its line."""
     for key, value in [("backlog", "0"), ("backlog", "65536"), ("buffer_size", "63"),
@@ -327,6 +346,7 @@ def config_out_of_range():
         _config_error("# line 1\n\n%s = %s\n" % (key, value), 3, "`%s = %s` on line 3" % (key, value))
 
 
+@harness.case(timeout=90)
 def config_missing_file():
     """A missing named config file: exit 78, naming the file; also when starting."""
     path = os.path.join(_tmp.name, "does-not-exist.conf")
@@ -337,6 +357,7 @@ def config_missing_file():
               "echod %s: message names the file" % " ".join(args), "echod: ... %s ..." % path, r.stderr)
 
 
+@harness.case(timeout=90)
 def config_error_on_start():
     """A bad file stops the daemon from starting (78), not only -t."""
     _config_error("backlog = 100\nno_such_key = 1\n", 2, "unknown key when starting", start=True)
@@ -345,6 +366,7 @@ def config_error_on_start():
 
 # ---------------------------------------------------------------- exit 1
 
+@harness.case()
 def runtime_address_in_use():
     """A TCP port already bound and listening: exit 1, the message names the cause."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -358,6 +380,7 @@ def runtime_address_in_use():
               "message for a port in use", "echod: ... %s ... Address already in use" % addr, r.stderr)
 
 
+@harness.case()
 def runtime_udp_address_in_use():
     """A UDP port already bound: exit 1."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -369,31 +392,5 @@ def runtime_udp_address_in_use():
         check(str(port) in r.stderr, "message names the address", addr, r.stderr)
 
 
-CASES = {
-    "help_option": help_option,
-    "version_option": version_option,
-    "check_config_defaults": check_config_defaults,
-    "check_config_missing_default": check_config_missing_default,
-    "check_config_every_key": check_config_every_key,
-    "check_config_precedence": check_config_precedence,
-    "check_config_formats": check_config_formats,
-    "check_config_syntax": check_config_syntax,
-    "check_config_bounds": check_config_bounds,
-    "check_config_roundtrip": check_config_roundtrip,
-    "usage_unknown_option": usage_unknown_option,
-    "usage_bad_value": usage_bad_value,
-    "usage_stray_argument": usage_stray_argument,
-    "usage_missing_argument": usage_missing_argument,
-    "config_unknown_key": config_unknown_key,
-    "config_repeated_key": config_repeated_key,
-    "config_bad_value": config_bad_value,
-    "config_bad_boolean": config_bad_boolean,
-    "config_out_of_range": config_out_of_range,
-    "config_missing_file": config_missing_file,
-    "config_error_on_start": config_error_on_start,
-    "runtime_address_in_use": runtime_address_in_use,
-    "runtime_udp_address_in_use": runtime_udp_address_in_use,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -15,6 +15,7 @@ def _need_ipv6():
         raise harness.Skip("no IPv6 on the loopback interface (cannot bind ::1)")
 
 
+@harness.case()
 def ipv6():
     """-l [::1]:0: logged as [::1]:PORT (tcp), echoes over IPv6."""
     _need_ipv6()
@@ -30,6 +31,7 @@ def ipv6():
         d.stop()
 
 
+@harness.case()
 def ipv6_dual_stack():
     """-l [::]:0 is dual stack: reachable over 127.0.0.1 and ::1."""
     _need_ipv6()
@@ -56,6 +58,7 @@ def _unix_daemon(tmp, path, **kw):
     return Daemon(listen=["unix:" + path], tmpdir=tmp, **kw)
 
 
+@harness.case()
 def unix():
     """-l unix:/PATH: logged as unix:/PATH (unix), echoes, half-close works."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -73,6 +76,7 @@ def unix():
             d.stop()
 
 
+@harness.case()
 def unix_stale_socket():
     """A stale socket file (nobody listening) is replaced."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -89,6 +93,7 @@ def unix_stale_socket():
             d.stop()
 
 
+@harness.case()
 def unix_live_socket():
     """A live socket file (someone listening) is not replaced: exit 1, and
     the other listener still works."""
@@ -112,6 +117,7 @@ def unix_live_socket():
                 conn.close()
 
 
+@harness.case()
 def unix_not_a_socket():
     """A regular file at the socket path is never removed: exit 1, file intact."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -125,6 +131,7 @@ def unix_not_a_socket():
         check(content == "precious\n", "the regular file is left alone", "precious\\n", content)
 
 
+@harness.case()
 def unix_peer_vanishes():
     """Unix clients that close while echod still has data for them (its
     writes fail with EPIPE) never stop the daemon: SIGPIPE is not fatal."""
@@ -145,6 +152,7 @@ def unix_peer_vanishes():
             d.stop()
 
 
+@harness.case()
 def reuse_port():
     """reuse_port = yes: a second echod binds the same TCP port, both serve."""
     with Daemon(config="reuse_port = yes\n") as a:
@@ -207,17 +215,20 @@ def _udp(listen):
         d.stop()
 
 
+@harness.case()
 def udp():
     """-l udp:127.0.0.1:0: each datagram echoed to its sender."""
     _udp("udp:127.0.0.1:0")
 
 
+@harness.case()
 def udp_ipv6():
     """-l udp:[::1]:0: each datagram echoed to its sender."""
     _need_ipv6()
     _udp("udp:[::1]:0")
 
 
+@harness.case()
 def udp_empty_datagram():
     """An empty datagram is echoed as an empty datagram (RFC 862: every
     datagram gets an answering datagram)."""
@@ -231,6 +242,7 @@ def udp_empty_datagram():
         d.stop()
 
 
+@harness.case()
 def udp_large_datagram():
     """The largest IPv4 UDP datagram (65507 bytes) comes back whole, even with
     a small buffer_size."""
@@ -245,6 +257,7 @@ def udp_large_datagram():
         d.stop()
 
 
+@harness.case()
 def several_listeners():
     """TCP, UDP and Unix listeners in one daemon, each logged and working."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -265,21 +278,5 @@ def several_listeners():
             d.stop()
 
 
-CASES = {
-    "ipv6": ipv6,
-    "ipv6_dual_stack": ipv6_dual_stack,
-    "unix": unix,
-    "unix_stale_socket": unix_stale_socket,
-    "unix_live_socket": unix_live_socket,
-    "unix_not_a_socket": unix_not_a_socket,
-    "unix_peer_vanishes": unix_peer_vanishes,
-    "udp": udp,
-    "udp_ipv6": udp_ipv6,
-    "udp_empty_datagram": udp_empty_datagram,
-    "udp_large_datagram": udp_large_datagram,
-    "several_listeners": several_listeners,
-    "reuse_port": reuse_port,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

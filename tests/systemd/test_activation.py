@@ -65,6 +65,7 @@ def activate(listen_args, datagram, echod_args, trigger):
     fail("systemd-socket-activate could not bind a free port 5 times")
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_tcp():
     decoy = own_listen_decoy()
@@ -89,6 +90,7 @@ def case_tcp():
           "echod listens on more than the one socket it was passed:\n" + proc.stderr_text())
 
 
+@sdtest.case("tcp-dual", timeout=180)
 @sdtest.needs_systemd
 def case_tcp_dual():
     if not sdtest.have_ipv6_loopback():
@@ -107,6 +109,7 @@ def case_tcp_dual():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_datagram():
     decoy = own_listen_decoy()
@@ -137,6 +140,7 @@ def case_datagram():
 
 # ---- fds passed by hand, as the service manager does ----
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_mixed():
     """IPv4 and IPv6 TCP, UDP and a Unix stream socket at once."""
@@ -194,12 +198,14 @@ def refused(fds, bad_fd, what):
     print("refused: " + named[0])
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_pipe():
     r, w = os.pipe()
     refused([r], 3, "the read end of a pipe")
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_file():
     path = sdtest.write_config("not a socket\n", "regular-file")
@@ -207,6 +213,7 @@ def case_file():
     refused([fd], 3, "a regular file")
 
 
+@sdtest.case("not-listening", timeout=180)
 @sdtest.needs_systemd
 def case_not_listening():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -214,6 +221,7 @@ def case_not_listening():
     refused([s], 3, "a bound TCP socket that does not listen")
 
 
+@sdtest.case("second-bad", timeout=180)
 @sdtest.needs_systemd
 def case_second_bad():
     good = sdtest.listening_socket("127.0.0.1")
@@ -221,6 +229,7 @@ def case_second_bad():
     refused([good, r], 4, "a pipe after a good listening socket")
 
 
+@sdtest.case("pid-mismatch", timeout=180)
 @sdtest.needs_systemd
 def case_pid_mismatch():
     """LISTEN_FDS meant for another process (LISTEN_PID differs): echod
@@ -239,14 +248,4 @@ def case_pid_mismatch():
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({
-        "tcp": case_tcp,
-        "tcp-dual": case_tcp_dual,
-        "datagram": case_datagram,
-        "mixed": case_mixed,
-        "pipe": case_pipe,
-        "file": case_file,
-        "not-listening": case_not_listening,
-        "second-bad": case_second_bad,
-        "pid-mismatch": case_pid_mismatch,
-    })
+    sdtest.run_cases()

@@ -62,6 +62,7 @@ def analyze(argv, cwd, env=None):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+@sdtest.case(timeout=120)
 def case_verify(*args):
     tool = sdtest.need_tool("systemd-analyze")
     unitdir, names, mandir = prepare(args)
@@ -84,6 +85,7 @@ def case_verify(*args):
           "systemd-analyze verify (all units together): exit %d\n%s%s" % (code, out, err))
 
 
+@sdtest.case(timeout=120)
 def case_security(*args):
     tool = sdtest.need_tool("systemd-analyze")
     unitdir, names, _ = prepare(args)
@@ -105,4 +107,4 @@ def case_security(*args):
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({"verify": case_verify, "security": case_security})
+    sdtest.run_cases()
