@@ -48,6 +48,19 @@ def bars(datafile, ylabel, nservers):
             "lc variable, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 7 ps 0.3"]
 
 
+def write_spread(path, t, sc, srv, key):
+    """Writes 'index "server" median min max' for each server with values
+    of key in scenario sc; returns whether any server had one."""
+    n = 0
+    with open(path, "w") as f:
+        for i, s in enumerate(srv):
+            xs = [x for x in t.vals(sc, s, key) if x is not None]
+            if xs:
+                f.write(f"{i} {json.dumps(s)} {statistics.median(xs)} {min(xs)} {max(xs)}\n")
+                n += 1
+    return n > 0
+
+
 def make_plots(data_dir, t, scens, servers):
     """One PNG per scenario: throughput (idle: RSS per connection) and the
     latency percentiles (stream: server CPU per MB); plus the throughput
@@ -79,13 +92,7 @@ def make_plots(data_dir, t, scens, servers):
             out.append(("ratios.png", title))
     for sc in scens:
         thr = os.path.join(tmp, f"{sc.name}.thr")
-        with open(thr, "w") as f:
-            for i, s in enumerate(srv):
-                xs = [x for x in t.vals(sc, s, "metric") if x is not None]
-                if xs:
-                    f.write(f"{i} {json.dumps(s)} {statistics.median(xs)} {min(xs)} "
-                            f"{max(xs)}\n")
-        if os.path.getsize(thr) == 0:
+        if not write_spread(thr, t, sc, srv, "metric"):
             continue
         title = f"{sc.name}: {sc.title}"
         lines = [f"set multiplot layout 1,2 title {gp_quote(title)}"]
@@ -110,13 +117,7 @@ def make_plots(data_dir, t, scens, servers):
                                           for i in range(len(srv)))]
         else:
             cost = os.path.join(tmp, f"{sc.name}.cost")
-            with open(cost, "w") as f:
-                for i, s in enumerate(srv):
-                    xs = [x for x in t.vals(sc, s, "us_per_unit") if x is not None]
-                    if xs:
-                        f.write(f"{i} {json.dumps(s)} {statistics.median(xs)} {min(xs)} "
-                                f"{max(xs)}\n")
-            if os.path.getsize(cost) > 0:
+            if write_spread(cost, t, sc, srv, "us_per_unit"):
                 lines += bars(cost, f"server CPU us per {sc.unit} (median, min-max)",
                               len(srv))
         lines.append("unset multiplot")
