@@ -15,7 +15,7 @@ BUILD=${BUILD:-build}
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config libsystemd-dev check
 python3 systemd mandoc netcat-openbsd iproute2 util-linux procps
 systemd-container debootstrap debian-archive-keyring gpgv ca-certificates
-linux-perf gnuplot-nox strace groff-base man-db"
+linux-perf gnuplot-nox strace groff-base man-db flake8"
 
 install_packages() {
 	missing=

@@ -79,7 +79,7 @@ def make_plots(data_dir, t, scens, servers):
             for sc in tps:
                 vals = [t.ratio(sc, s, "metric") for s in srv]
                 f.write(sc.name + " " + " ".join(f"{v:.4f}" if v else "NaN"
-                                                for v in vals) + "\n")
+                                                 for v in vals) + "\n")
         title = f"throughput relative to {t.baseline} (median of per-round ratios)"
         png = os.path.join(data_dir, "ratios.png")
         if gnuplot([f"set title {gp_quote(title)}", "set yrange [0:*]",

@@ -37,10 +37,10 @@ def journal(box):
     # The same seen the way an operator filters: -p notice hides info.
     p = box.cexec('journalctl', '-u', 'echod.service', '-p', 'notice', '-o', 'cat',
                   '--no-pager')
-    notice = [l for l in text(p.stdout).splitlines()]
-    if any(l.startswith('listening on') for l in notice):
+    notice = [line for line in text(p.stdout).splitlines()]
+    if any(line.startswith('listening on') for line in notice):
         problems.append('"listening on" shown by journalctl -p notice')
-    if not any(l.startswith('configuration reloaded') for l in notice):
+    if not any(line.startswith('configuration reloaded') for line in notice):
         problems.append('"configuration reloaded" missing from journalctl -p notice')
     if problems:
         raise Failure('; '.join(problems) + '\n' + '\n'.join(
@@ -60,7 +60,7 @@ def sandbox(box):
     if st.get('DropInPaths'):
         raise Failure('drop-ins change the unit: %s' % st['DropInPaths'])
     status = text(box.cexec('cat', '/proc/%s/status' % pid).stdout)
-    fields = dict(l.split(':', 1) for l in status.splitlines() if ':' in l)
+    fields = dict(line.split(':', 1) for line in status.splitlines() if ':' in line)
     uids = fields.get('Uid', '').split()
     gids = fields.get('Gid', '').split()
     problems = []

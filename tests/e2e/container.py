@@ -147,7 +147,7 @@ class Container:
             for c in children:
                 try:
                     with open('/proc/%s/status' % c) as f:
-                        ns = [l for l in f if l.startswith('NSpid:')]
+                        ns = [line for line in f if line.startswith('NSpid:')]
                 except OSError:
                     continue
                 if ns and ns[0].split()[-1] == '1' and len(ns[0].split()) > 2:
@@ -200,7 +200,7 @@ class Container:
             raise Failure('%s: no result within %d s' % (' '.join(args), timeout)) from e
         if check and p.returncode != 0:
             raise Failure('%s: exit %d: %s %s' % (' '.join(args), p.returncode,
-                                                 text(p.stdout).strip(), text(p.stderr).strip()))
+                                                  text(p.stdout).strip(), text(p.stderr).strip()))
         return p
 
     def show(self, unit, *props):
@@ -251,7 +251,7 @@ class Container:
         """Lines about echod.service that systemd itself logged."""
         p = self.cexec('journalctl', '-u', 'echod.service', '-o', 'cat', '_PID=1',
                        '--no-pager', check=False)
-        return [l for l in text(p.stdout).splitlines() if re.search(pattern, l)]
+        return [line for line in text(p.stdout).splitlines() if re.search(pattern, line)]
 
     # -- checks ------------------------------------------------------------
 

@@ -132,7 +132,7 @@ transform = upper
 reuse_port = yes
 log_level = debug
 """
-    check_t(text, [], [l for l in text.splitlines() if not l.startswith("#")],
+    check_t(text, [], [line for line in text.splitlines() if not line.startswith("#")],
             "-t with every key set in the file")
 
 
@@ -296,7 +296,7 @@ def _config_error(text, line, what, start=False):
     r = run(args, timeout=20)
     expect_rc(r, EXIT_CONFIG, what)
     prefix = "echod: %s:%d: " % (path, line)
-    check(any(l.startswith(prefix) for l in r.stderr.splitlines()), what + ": error message",
+    check(any(line.startswith(prefix) for line in r.stderr.splitlines()), what + ": error message",
           prefix + "...", r.stderr)
     check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
 

@@ -21,9 +21,9 @@ def ipv6():
     _need_ipv6()
     with Daemon(listen=["[::1]:0"]) as d:
         d.start()
-        l = d.listener("tcp")
-        check(l.text.startswith("[::1]:") and l.port > 0, "logged IPv6 listener",
-              "[::1]:PORT", l.text)
+        listener = d.listener("tcp")
+        check(listener.text.startswith("[::1]:") and listener.port > 0, "logged IPv6 listener",
+              "[::1]:PORT", listener.text)
         s = d.connect()
         check(s.family == socket.AF_INET6, "client socket family", "AF_INET6", s.family)
         harness.echo(s, os.urandom(MIB), what="echo over IPv6")
@@ -37,11 +37,12 @@ def ipv6_dual_stack():
     _need_ipv6()
     with Daemon(listen=["[::]:0"]) as d:
         d.start()
-        l = d.listener("tcp")
-        check(l.text.startswith("[::]:") and l.port > 0, "logged wildcard listener", "[::]:PORT", l.text)
-        s4 = harness.connect(l, family=socket.AF_INET, address=("127.0.0.1", l.port))
+        listener = d.listener("tcp")
+        check(listener.text.startswith("[::]:") and listener.port > 0, "logged wildcard listener",
+              "[::]:PORT", listener.text)
+        s4 = harness.connect(listener, family=socket.AF_INET, address=("127.0.0.1", listener.port))
         harness.echo(s4, b"over IPv4\n", what="echo over 127.0.0.1 on [::]")
-        s6 = harness.connect(l, family=socket.AF_INET6, address=("::1", l.port))
+        s6 = harness.connect(listener, family=socket.AF_INET6, address=("::1", listener.port))
         harness.echo(s6, b"over IPv6\n", what="echo over ::1 on [::]")
         s4.close()
         s6.close()
@@ -65,8 +66,8 @@ def unix():
         path = os.path.join(tmp, "s")
         with _unix_daemon(tmp, path) as d:
             d.start()
-            l = d.listener("unix")
-            check(l.text == "unix:" + path, "logged Unix listener", "unix:" + path, l.text)
+            listener = d.listener("unix")
+            check(listener.text == "unix:" + path, "logged Unix listener", "unix:" + path, listener.text)
             s = d.connect("unix")
             harness.echo(s, os.urandom(2 * MIB), what="echo over a Unix socket")
             payload = os.urandom(100000)
@@ -169,40 +170,42 @@ def reuse_port():
         a.stop()
 
 
-def _udp_client(l):
-    c = socket.socket(l.family, socket.SOCK_DGRAM)
-    c.bind(("::1" if l.family == socket.AF_INET6 else "127.0.0.1", 0))
+def _udp_client(listener):
+    c = socket.socket(listener.family, socket.SOCK_DGRAM)
+    c.bind(("::1" if listener.family == socket.AF_INET6 else "127.0.0.1", 0))
     c.settimeout(5)
     return c
 
 
-def _udp_echo(c, l, data, what):
-    c.sendto(data, l.address)
+def _udp_echo(c, listener, data, what):
+    c.sendto(data, listener.address)
     try:
         got, src = c.recvfrom(70000)
     except socket.timeout:
         fail(what, "a datagram of %d bytes back within 5s" % len(data), "nothing")
-    check(src[:2] == l.address[:2], what + ": reply comes from the listening address", l.address, src)
+    check(src[:2] == listener.address[:2], what + ": reply comes from the listening address",
+          listener.address, src)
     check_bytes(what, data, got)
 
 
 def _udp(listen):
     with Daemon(listen=[listen]) as d:
         d.start()
-        l = d.listener("udp")
-        a, b = _udp_client(l), _udp_client(l)
+        listener = d.listener("udp")
+        a, b = _udp_client(listener), _udp_client(listener)
         for i, size in enumerate([1, 7, 100, 1400, 4096, 8192]):
             # Interleaved senders: each gets its own datagrams back, one per datagram.
             da, db = os.urandom(size), os.urandom(size + 1)
-            a.sendto(da, l.address)
-            b.sendto(db, l.address)
+            a.sendto(da, listener.address)
+            b.sendto(db, listener.address)
             for c, data, name in ((a, da, "a"), (b, db, "b")):
                 try:
                     got, src = c.recvfrom(70000)
                 except socket.timeout:
-                    fail("UDP echo to sender %s (%d bytes)" % (name, len(data)), "a datagram", "nothing in 5s")
+                    fail("UDP echo to sender %s (%d bytes)" % (name, len(data)), "a datagram",
+                         "nothing in 5s")
                 check_bytes("UDP datagram #%d echoed to sender %s" % (i, name), data, got)
-                check(src[:2] == l.address[:2], "source of the UDP reply", l.address, src)
+                check(src[:2] == listener.address[:2], "source of the UDP reply", listener.address, src)
         for c in (a, b):
             c.settimeout(0.3)
             try:
@@ -234,10 +237,10 @@ def udp_empty_datagram():
     datagram gets an answering datagram)."""
     with Daemon(listen=["udp:127.0.0.1:0"]) as d:
         d.start()
-        l = d.listener("udp")
-        c = _udp_client(l)
-        _udp_echo(c, l, b"", "echo of an empty datagram")
-        _udp_echo(c, l, b"after", "echo after the empty datagram")
+        listener = d.listener("udp")
+        c = _udp_client(listener)
+        _udp_echo(c, listener, b"", "echo of an empty datagram")
+        _udp_echo(c, listener, b"after", "echo after the empty datagram")
         c.close()
         d.stop()
 
@@ -248,11 +251,11 @@ def udp_large_datagram():
     a small buffer_size."""
     with Daemon(listen=["udp:127.0.0.1:0"], config="buffer_size = 1K\n") as d:
         d.start()
-        l = d.listener("udp")
-        c = _udp_client(l)
+        listener = d.listener("udp")
+        c = _udp_client(listener)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        _udp_echo(c, l, os.urandom(65507), "echo of a 65507-byte datagram")
-        _udp_echo(c, l, os.urandom(20000), "echo of a 20000-byte datagram")
+        _udp_echo(c, listener, os.urandom(65507), "echo of a 65507-byte datagram")
+        _udp_echo(c, listener, os.urandom(20000), "echo of a 20000-byte datagram")
         c.close()
         d.stop()
 
@@ -265,15 +268,15 @@ def several_listeners():
         listen = ["127.0.0.1:0", "udp:127.0.0.1:0", "unix:" + path]
         with Daemon(listen=listen, tmpdir=tmp) as d:
             d.start()
-            kinds = sorted(l.kind for l in d.listeners)
+            kinds = sorted(listener.kind for listener in d.listeners)
             check(kinds == ["tcp", "udp", "unix"], "listeners logged", ["tcp", "udp", "unix"], d.listeners)
             for kind in ("tcp", "unix"):
                 s = d.connect(kind)
                 harness.echo(s, b"via " + kind.encode(), what="echo via " + kind)
                 s.close()
-            l = d.listener("udp")
-            c = _udp_client(l)
-            _udp_echo(c, l, b"via udp", "echo via udp")
+            listener = d.listener("udp")
+            c = _udp_client(listener)
+            _udp_echo(c, listener, b"via udp", "echo via udp")
             c.close()
             d.stop()
 

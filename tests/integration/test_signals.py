@@ -330,7 +330,7 @@ def quiet_at_info():
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
             d.wait_stats(lambda st: st[0] == 0 and st[1] == 10, "10 connections come and gone")
-            lines = [l for l in d.log()[since:] if not l.startswith("echod: stats:")]
+            lines = [line for line in d.log()[since:] if not line.startswith("echod: stats:")]
             if want_lines:
                 check(lines, "per-connection lines at log_level = debug", "some lines", "none")
             else:

@@ -277,7 +277,6 @@ def sha256(*parts):
     return h.hexdigest()
 
 
-
 def upper(data):
     """What `transform = upper` must send back: a-z -> A-Z, nothing else changed."""
     return bytes(data).translate(_UPPER_TABLE)

@@ -189,8 +189,8 @@ def refused(fds, bad_fd, what):
     err = proc.stderr_text()
     check(code == 1, "echod passed %s as fd %d exited %s, not 1; stderr:\n%s"
           % (what, bad_fd, code, err))
-    lines = [l for l in err.splitlines() if l.startswith("echod: ")]
-    named = [l for l in lines if re.search(r"(?<![\w.:/\[-])%d(?![\w.:/\]-])" % bad_fd, l)]
+    lines = [line for line in err.splitlines() if line.startswith("echod: ")]
+    named = [line for line in lines if re.search(r"(?<![\w.:/\[-])%d(?![\w.:/\]-])" % bad_fd, line)]
     check(named, "no error line names fd %d (%s); stderr:\n%s" % (bad_fd, what, err))
     check(not os.path.exists(decoy), "echod opened its own 'listen' address")
     check(not re.search(r"echod: ready$", err, re.M), "echod said ready although it refused fd %d"

@@ -286,7 +286,7 @@ def case_journal():
     proc.signal(signal.SIGTERM)
     check(proc.wait() == 0, "echod did not exit 0 after SIGTERM")
     proc.wait_stderr(r"^<5>shutting down")
-    bad = [l for l in proc.stderr_text().splitlines() if not re.match(r"<[3-7]>\S", l)]
+    bad = [line for line in proc.stderr_text().splitlines() if not re.match(r"<[3-7]>\S", line)]
     check(not bad, "lines without a <PRIO> prefix although stderr is the journal: %r" % bad)
 
     proc = sdtest.start_echod(["-l", "127.0.0.1:0"], env={"JOURNAL_STREAM": "1:1"})

@@ -98,7 +98,7 @@ def case_security(*args):
             fail("systemd-analyze security %s: no exposure figure (exit %d)\n%s%s"
                  % (name, code, out, err))
         exposure = float(m.group(1))
-        weak = [l.rstrip() for l in out.splitlines() if l.startswith("\u2717")]
+        weak = [line.rstrip() for line in out.splitlines() if line.startswith("\u2717")]
         print("%s: exposure %.1f" % (name, exposure))
         for line in weak:
             print("  " + re.sub(r"\s{2,}", "  ", line))
