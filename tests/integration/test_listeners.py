@@ -15,15 +15,20 @@ def _need_ipv6():
         raise harness.Skip("no IPv6 on the loopback interface (cannot bind ::1)")
 
 
+def _start_logged(d, prefix, what):
+    """Starts d; its TCP listener is logged as PREFIX + PORT. Returns it."""
+    d.start()
+    listener = d.listener("tcp")
+    check(listener.text.startswith(prefix) and listener.port > 0, what, prefix + "PORT", listener.text)
+    return listener
+
+
 @harness.case()
 def ipv6():
     """-l [::1]:0: logged as [::1]:PORT (tcp), echoes over IPv6."""
     _need_ipv6()
     with Daemon(listen=["[::1]:0"]) as d:
-        d.start()
-        listener = d.listener("tcp")
-        check(listener.text.startswith("[::1]:") and listener.port > 0, "logged IPv6 listener",
-              "[::1]:PORT", listener.text)
+        _start_logged(d, "[::1]:", "logged IPv6 listener")
         s = d.connect()
         check(s.family == socket.AF_INET6, "client socket family", "AF_INET6", s.family)
         harness.echo(s, os.urandom(MIB), what="echo over IPv6")
@@ -36,10 +41,7 @@ def ipv6_dual_stack():
     """-l [::]:0 is dual stack: reachable over 127.0.0.1 and ::1."""
     _need_ipv6()
     with Daemon(listen=["[::]:0"]) as d:
-        d.start()
-        listener = d.listener("tcp")
-        check(listener.text.startswith("[::]:") and listener.port > 0, "logged wildcard listener",
-              "[::]:PORT", listener.text)
+        listener = _start_logged(d, "[::]:", "logged wildcard listener")
         s4 = harness.connect(listener, family=socket.AF_INET, address=("127.0.0.1", listener.port))
         harness.echo(s4, b"over IPv4\n", what="echo over 127.0.0.1 on [::]")
         s6 = harness.connect(listener, family=socket.AF_INET6, address=("::1", listener.port))
