@@ -163,5 +163,9 @@ void acceptor_stop(struct listener *l)
 		A.n_paused--;
 	}
 	loop_timer_stop(A.loop, &l->retry);
+	/* A UDP listener may be on the deferred list (a flood), and either
+	 * kind may have an event later in the batch: both must go before
+	 * the listener is freed. */
+	loop_forget(A.loop, &l->io);
 	loop_del(A.loop, l->fd);
 }

@@ -26,10 +26,11 @@
 #define POOL_MAX_FREE 64
 /* Free pipes kept for reuse (two fds each). */
 #define PIPES_MAX_FREE 16
-/* Shutting down, a client that sent data after the signal is closed once
- * it has been quiet this long with nothing pending: a short read only says
- * the socket is empty now, not that the client has finished, and a close
- * while its data is still on the way would answer it with a reset. */
+/* Shutting down, a connection is closed once it has been quiet this long
+ * with nothing pending: an empty receive queue only says the socket is
+ * empty now, not that the client has finished, and a close while its data
+ * is still on the way would answer it with a reset that destroys the
+ * echoes it has not read yet. */
 #define DRAIN_QUIET_MS 1000
 
 
@@ -40,7 +41,6 @@ enum {
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
 	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
 	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
-	C_HEARD = 1 << 6,   /* data read since the shutdown began */
 };
 
 struct conn {
@@ -51,7 +51,7 @@ struct conn {
 	struct buf *out;
 	struct pipe_pair *pipe;
 	struct policy *policy;
-	uint64_t last_active;
+	uint64_t last_active; /* last byte read or sent (loop clock) */
 	int fd;
 	uint8_t flags;
 };
@@ -133,7 +133,7 @@ void conn_set_policy(struct policy *p)
 static void conn_close(struct conn *c, const char *why)
 {
 	log_debug("connection %d closed: %s", c->fd, why);
-	loop_undefer(&c->io);
+	loop_forget(T.loop, &c->io);
 	loop_timer_stop(T.loop, &c->idle);
 	if (c->out)
 		bufpool_put(&T.pool, c->out);
@@ -170,6 +170,7 @@ int conn_open(int fd, bool sent_first)
 	T.stats->total++;
 	if ((size_t)fd >= T.hwm)
 		T.hwm = (size_t)fd + 1;
+	c->last_active = T.loop->now_ms;
 
 	/* Edge-triggered, for input only: a fresh socket is writable, and
 	 * watching EPOLLOUT from the start would cost every connection a
@@ -178,7 +179,6 @@ int conn_open(int fd, bool sent_first)
 	 * that arrived before this call is reported too. */
 	r = loop_add(T.loop, fd, EPOLLIN | EPOLLRDHUP | EPOLLET, &c->io);
 	if (r == 0 && c->policy->idle_timeout_ms) {
-		c->last_active = T.loop->now_ms;
 		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
 	}
 	if (r < 0) {
@@ -287,7 +287,6 @@ static int pump_splice(struct conn *c, int budget)
 			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = T.loop->now_ms;
-		c->flags |= C_HEARD;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -345,7 +344,6 @@ static int pump(struct conn *c)
 			return errno == EAGAIN ? 0 : -errno;
 		}
 		c->last_active = T.loop->now_ms;
-		c->flags |= C_HEARD;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b)
 			b->len += (uint32_t)n;
@@ -412,12 +410,12 @@ static void conn_io(struct io *io, uint32_t events)
 	}
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
-	else if ((c->flags & C_DRAIN) && !(c->flags & C_HEARD) && !c->io.deferred)
+	else if ((c->flags & C_DRAIN) && !c->io.deferred &&
+		 T.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
 		/* Shutting down, all echoed, input drained, and the client
-		 * silent since the signal: a close now sends FIN, not the
-		 * reset that unread input would cause (a reset would discard
-		 * echoes still queued in the kernel). A client that did send
-		 * is closed by the quiet timer instead (conn_idle). */
+		 * quiet for a while: a close now sends FIN, not a reset. One
+		 * that spoke recently is closed by the quiet timer once it
+		 * falls silent (conn_idle), or when it half-closes. */
 		conn_close(c, "shutting down");
 }
 
@@ -446,8 +444,8 @@ void conn_drain_all(void)
 		struct conn *c = &T.conns[fd];
 		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
 			continue;
-		c->flags = (uint8_t)((c->flags | C_DRAIN) & ~C_HEARD);
-		if (loop_timer_in(T.loop, &c->idle, DRAIN_QUIET_MS) < 0) {
+		c->flags |= C_DRAIN;
+		if (loop_timer_at(T.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
 			conn_close(c, "shutting down");
 			continue;
 		}

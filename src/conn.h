@@ -39,8 +39,9 @@ int conn_open(int fd, bool sent_first);
 
 /* Shutdown: each connection is served as usual (up to the caller's
  * shutdown timeout) and closed once it has nothing pending and nothing
- * unread: at once if its client has sent nothing since, else once the
- * client half-closes or has been quiet for a second. */
+ * unread, and its client has half-closed or been quiet for a second: at
+ * once for a client already quiet that long, never in the middle of a
+ * stream. */
 void conn_drain_all(void);
 /* Closes every connection at once. */
 void conn_close_all(void);

@@ -1,13 +1,10 @@
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Events per epoll_wait: large, so that thousands of busy connections
- * cost few wakeups. */
-#define LOOP_MAX_EVENTS 1024
 
 uint64_t loop_clock_ms(void)
 {
@@ -60,6 +57,7 @@ void loop_defer(struct loop *loop, struct io *io)
 {
 	struct io *head = &loop->defer_head;
 
+	assert(io->fn); /* a closed io is never deferred */
 	if (io->deferred)
 		return;
 	io->deferred = true;
@@ -77,6 +75,15 @@ void loop_undefer(struct io *io)
 	io->defer_next->defer_prev = io->defer_prev;
 	io->defer_prev = io->defer_next = NULL;
 	io->deferred = false;
+}
+
+void loop_forget(struct loop *loop, struct io *io)
+{
+	loop_undefer(io);
+	if (io->batch_slot) {
+		loop->events[io->batch_slot - 1].data.ptr = NULL;
+		io->batch_slot = 0;
+	}
 }
 
 int loop_timer_at(struct loop *loop, struct timer *t, uint64_t deadline_ms)
@@ -148,7 +155,7 @@ static void run_deferred(struct loop *loop)
 
 int loop_run(struct loop *loop)
 {
-	struct epoll_event events[LOOP_MAX_EVENTS];
+	struct epoll_event *events = loop->events;
 
 	while (!loop->stop) {
 		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, next_timeout(loop));
@@ -159,8 +166,15 @@ int loop_run(struct loop *loop)
 		}
 		loop->now_ms = loop_clock_ms();
 		loop->pass++;
+		/* epoll reports an fd at most once per batch, so one slot per io
+		 * is enough; a callback that tears another io down clears it. */
+		for (int i = 0; i < n; i++)
+			((struct io *)events[i].data.ptr)->batch_slot = (uint32_t)i + 1;
 		for (int i = 0; i < n; i++) {
 			struct io *io = events[i].data.ptr;
+			if (!io)
+				continue; /* torn down earlier in this batch */
+			io->batch_slot = 0;
 			io->fn(io, events[i].events);
 		}
 		run_timers(loop);

@@ -1,5 +1,6 @@
-/* The event loop: edge-triggered epoll, timers, deferred work. It knows
- * file descriptors and callbacks, nothing of what they mean. */
+/* The event loop: epoll, timers, deferred work. It knows file descriptors
+ * and callbacks, nothing of what they mean. Connections register
+ * edge-triggered, stream listeners level-triggered (see acceptor.c). */
 #ifndef ECHOD_LOOP_H
 #define ECHOD_LOOP_H
 
@@ -16,8 +17,16 @@ typedef void io_fn(struct io *io, uint32_t events);
 struct io {
 	io_fn *fn;
 	struct io *defer_prev, *defer_next;
+	/* Index + 1 of its event in the batch being dispatched, 0 if none:
+	 * what loop_forget() clears so that no callback runs for an io torn
+	 * down earlier in the same batch. */
+	uint32_t batch_slot;
 	bool deferred;
 };
+
+/* Events per epoll_wait: large, so that thousands of busy connections
+ * cost few wakeups. */
+#define LOOP_MAX_EVENTS 1024
 
 struct loop {
 	int epfd;
@@ -26,6 +35,7 @@ struct loop {
 	uint64_t pass;   /* wakeups so far */
 	struct timer_heap timers;
 	struct io defer_head; /* sentinel of the deferred list */
+	struct epoll_event events[LOOP_MAX_EVENTS]; /* the batch being dispatched */
 };
 
 int loop_init(struct loop *loop);
@@ -39,6 +49,12 @@ int loop_del(struct loop *loop, int fd);
  * for work cut short by a budget, or resumed after a limit lifted. */
 void loop_defer(struct loop *loop, struct io *io);
 void loop_undefer(struct io *io);
+
+/* Before an io is closed, freed or reused: takes it off the deferred list
+ * and drops its event still waiting in the current batch, if any. Every
+ * teardown of an io goes through here, whatever the order of events (the
+ * way libuv invalidates the pending events of a closed fd). */
+void loop_forget(struct loop *loop, struct io *io);
 
 /* Timers run with the loop's clock in milliseconds. */
 int loop_timer_at(struct loop *loop, struct timer *t, uint64_t deadline_ms);
