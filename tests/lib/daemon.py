@@ -359,7 +359,7 @@ class Daemon:
 
     def mark(self):
         """Index of the next log line, to wait only for lines after this point."""
-        return len(self.errlog)
+        return len(self.errlog) if self.errlog else 0
 
     def wait_log(self, pattern, timeout=10, since=0):
         """Waits for a log line (from index `since`) matching the regex; returns the match."""
