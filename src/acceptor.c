@@ -1,12 +1,12 @@
 #include "acceptor.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
-#include "datagram.h"
 #include "log.h"
 #include "util.h"
 
@@ -17,6 +17,11 @@
 #define FD_RETRY_MS 1000
 /* At most one "out of file descriptors" warning in this interval. */
 #define FD_WARN_INTERVAL_MS 10000
+/* An unexpected accept error: retry this late, and say so at most once
+ * in this interval, so that a persistent one neither spins nor floods
+ * the log. */
+#define ERROR_RETRY_MS 1000
+#define ERROR_LOG_INTERVAL_MS 10000
 
 static struct {
 	struct loop *loop;
@@ -26,20 +31,22 @@ static struct {
 	unsigned n_paused;
 	uint64_t last_fd_warning;
 	bool fd_warned;
-} A;
+	uint64_t last_error_log;
+	uint64_t errors_unlogged;
+	bool error_logged;
+} acceptor;
 
 void acceptor_init(struct loop *loop, struct stats *stats, struct listener **list)
 {
-	memset(&A, 0, sizeof(A));
-	A.loop = loop;
-	A.stats = stats;
-	A.list = list;
+	memset(&acceptor, 0, sizeof(acceptor));
+	acceptor.loop = loop;
+	acceptor.stats = stats;
+	acceptor.list = list;
 }
 
-void acceptor_set_limits(uint64_t max_connections, int transform)
+void acceptor_set_limits(uint64_t max_connections)
 {
-	A.max_connections = max_connections;
-	datagram_set_transform(transform);
+	acceptor.max_connections = max_connections;
 	/* A raised limit may let waiting clients in now. */
 	acceptor_conn_closed();
 }
@@ -59,54 +66,97 @@ static void pause_listener(struct listener *l)
 {
 	if (!l->paused) {
 		l->paused = true;
-		A.n_paused++;
-		loop_mod(A.loop, l->fd, 0, &l->io);
+		acceptor.n_paused++;
+		int r = loop_mod(acceptor.loop, l->fd, 0, &l->io);
+		if (r < 0)
+			log_errno(LOG_LEVEL_ERR, r, "cannot pause accepting on %s", l->name);
 	}
 }
 
 static void resume_listener(struct listener *l)
 {
-	if (l->paused) {
+	if (l->paused && !l->broken) {
 		l->paused = false;
-		A.n_paused--;
-		if (loop_mod(A.loop, l->fd, LISTEN_EVENTS, &l->io) < 0)
-			log_err("cannot watch %s again: %s", l->name, strerror(errno));
+		acceptor.n_paused--;
+		int r = loop_mod(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
+		if (r < 0)
+			log_errno(LOG_LEVEL_ERR, r, "cannot watch %s again", l->name);
 	}
 }
 
 static void fd_exhausted(struct listener *l, int err)
 {
-	uint64_t now = A.loop->now_ms;
+	uint64_t now = acceptor.loop->now_ms;
 
-	A.stats->refused++;
-	if (!A.fd_warned || now - A.last_fd_warning >= FD_WARN_INTERVAL_MS) {
+	acceptor.stats->refused++;
+	if (!acceptor.fd_warned || now - acceptor.last_fd_warning >= FD_WARN_INTERVAL_MS) {
 		log_warning("cannot accept on %s: %s; out of file descriptors, pausing accepts "
 			    "until a connection ends (%llu connections open)",
-			    l->name, strerror(err), (unsigned long long)A.stats->current);
-		A.fd_warned = true;
-		A.last_fd_warning = now;
+			    l->name, strerror(err), (unsigned long long)acceptor.stats->current);
+		acceptor.fd_warned = true;
+		acceptor.last_fd_warning = now;
 	}
 	pause_listener(l);
 	/* ENFILE is system-wide: fds may be freed by others, not by us. */
-	loop_timer_in(A.loop, &l->retry, FD_RETRY_MS);
+	if (loop_timer_in(acceptor.loop, &l->retry, FD_RETRY_MS) < 0 && acceptor.stats->current == 0)
+		resume_listener(l); /* no timer, and no close to wake it: never stay paused */
+}
+
+/* accept4() fails in a way that no retry can mend: the socket no longer
+ * listens (the process that passed it shut it down), or is no socket. It
+ * leaves the loop, where it would be reported in every pass (a socket
+ * shut down reports EPOLLHUP whatever the interest set). */
+static bool accept_error_final(int err)
+{
+	return err == EINVAL || err == EBADF || err == ENOTSOCK || err == EOPNOTSUPP;
+}
+
+static void accept_failed(struct listener *l, int err)
+{
+	uint64_t now = acceptor.loop->now_ms;
+
+	if (accept_error_final(err)) {
+		log_err("accept on %s failed: %s; no longer accepting on it", l->name, strerror(err));
+		pause_listener(l);
+		l->broken = true;
+		loop_timer_stop(acceptor.loop, &l->retry);
+		loop_del(acceptor.loop, l->fd);
+		return;
+	}
+	if (!acceptor.error_logged || now - acceptor.last_error_log >= ERROR_LOG_INTERVAL_MS) {
+		if (acceptor.errors_unlogged)
+			log_err("accept on %s failed: %s; retrying in %d ms (%llu more failures not logged)",
+				l->name, strerror(err), ERROR_RETRY_MS, (unsigned long long)acceptor.errors_unlogged);
+		else
+			log_err("accept on %s failed: %s; retrying in %d ms", l->name, strerror(err),
+				ERROR_RETRY_MS);
+		acceptor.error_logged = true;
+		acceptor.last_error_log = now;
+		acceptor.errors_unlogged = 0;
+	} else {
+		acceptor.errors_unlogged++;
+	}
+	pause_listener(l);
+	if (loop_timer_in(acceptor.loop, &l->retry, ERROR_RETRY_MS) < 0)
+		resume_listener(l); /* no timer to be had: never stay paused */
 }
 
 static void accept_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
-	int budget = l->last_pass + 1 == A.loop->pass ? ACCEPTS_PER_EVENT : 1;
+	int budget = l->last_pass + 1 == acceptor.loop->pass ? ACCEPTS_PER_EVENT : 1;
 
-	l->last_pass = A.loop->pass;
+	l->last_pass = acceptor.loop->pass;
 	for (; budget > 0; budget--) {
-		if (A.max_connections && A.stats->current >= A.max_connections) {
+		if (acceptor.max_connections && acceptor.stats->current >= acceptor.max_connections) {
 			/* New clients wait in the backlog until one ends. */
-			A.stats->refused++;
+			acceptor.stats->refused++;
 			pause_listener(l);
 			return;
 		}
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			conn_open(fd, l->defer_accept);
+			conn_open(fd, l->defer_accept, l->kind == LISTEN_UNIX);
 			continue;
 		}
 		switch (errno) {
@@ -124,7 +174,7 @@ static void accept_io(struct io *io, uint32_t events)
 		case EAGAIN:
 			return;
 		default:
-			log_err("accept on %s failed: %s", l->name, strerror(errno));
+			accept_failed(l, errno);
 			return;
 		}
 	}
@@ -137,35 +187,35 @@ static void retry_timer(struct timer *t)
 
 void acceptor_conn_closed(void)
 {
-	if (A.n_paused == 0)
+	if (acceptor.n_paused == 0)
 		return;
-	for (struct listener *l = *A.list; l; l = l->next) {
+	for (struct listener *l = *acceptor.list; l; l = l->next) {
 		if (!l->paused)
 			continue;
-		loop_timer_stop(A.loop, &l->retry);
+		loop_timer_stop(acceptor.loop, &l->retry);
 		resume_listener(l);
 	}
 }
 
 int acceptor_start(struct listener *l)
 {
-	l->io.fn = l->kind == LISTEN_UDP ? datagram_io : accept_io;
+	assert(l->kind != LISTEN_UDP);
+	l->io.fn = accept_io;
 	l->retry.fn = retry_timer;
-	if (l->kind == LISTEN_UDP)
-		return loop_add(A.loop, l->fd, EPOLLIN | EPOLLET, &l->io);
-	return loop_add(A.loop, l->fd, LISTEN_EVENTS, &l->io);
+	return loop_add(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
 }
 
 void acceptor_stop(struct listener *l)
 {
 	if (l->paused) {
 		l->paused = false;
-		A.n_paused--;
+		acceptor.n_paused--;
 	}
-	loop_timer_stop(A.loop, &l->retry);
-	/* A UDP listener may be on the deferred list (a flood), and either
-	 * kind may have an event later in the batch: both must go before
-	 * the listener is freed. */
-	loop_forget(A.loop, &l->io);
-	loop_del(A.loop, l->fd);
+	loop_timer_stop(acceptor.loop, &l->retry);
+	/* It may have an event later in the batch: that must go before the
+	 * listener is freed. */
+	loop_forget(acceptor.loop, &l->io);
+	if (!l->broken && l->io.fn)
+		loop_del(acceptor.loop, l->fd);
+	l->io.fn = NULL;
 }

@@ -1,5 +1,5 @@
-/* Serving listeners: the accept loop for stream listeners (with limits
- * and fd exhaustion handling) and the echo of datagram listeners. */
+/* Serving stream listeners: the accept loop, with the connection limit,
+ * fd exhaustion and accept errors handled without spinning. */
 #ifndef ECHOD_ACCEPTOR_H
 #define ECHOD_ACCEPTOR_H
 
@@ -11,9 +11,11 @@
 
 /* list: the head of the server's listener list, walked to resume. */
 void acceptor_init(struct loop *loop, struct stats *stats, struct listener **list);
-void acceptor_set_limits(uint64_t max_connections, int transform);
+void acceptor_set_limits(uint64_t max_connections);
 
+/* Puts a TCP or Unix stream listener in the loop. 0 or -errno. */
 int acceptor_start(struct listener *l);
+/* Takes it out again (idempotent, also for one never started). */
 void acceptor_stop(struct listener *l);
 
 /* A connection has ended: paused listeners may accept again. */

@@ -1,13 +1,22 @@
 #include "bufpool.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 
-void bufpool_init(struct bufpool *p, uint32_t size, size_t max_free)
+static void set_size(struct bufpool *p, uint32_t size)
 {
+	p->size = size;
+	p->max_free = size ? p->max_bytes / size : 0;
+}
+
+void bufpool_init(struct bufpool *p, uint32_t size, size_t max_bytes)
+{
+	/* A fixed threshold also stops glibc's dynamic adjustment. */
+	mallopt(M_MMAP_THRESHOLD, BUFPOOL_MMAP_MIN);
 	p->free_list = NULL;
 	p->n_free = 0;
-	p->max_free = max_free;
-	p->size = size;
+	p->max_bytes = max_bytes;
+	set_size(p, size);
 }
 
 void bufpool_clear(struct bufpool *p)
@@ -24,7 +33,7 @@ void bufpool_set_size(struct bufpool *p, uint32_t size)
 {
 	if (size != p->size)
 		bufpool_clear(p);
-	p->size = size;
+	set_size(p, size);
 }
 
 struct buf *bufpool_get(struct bufpool *p, uint32_t size)

@@ -17,13 +17,12 @@
 /* Reads per wakeup before a connection yields to the others (libuv uses
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
-/* send() with MSG_NOSIGNAL: a vanished client must not raise SIGPIPE,
- * whatever the signal's disposition. */
 /* The shared read buffer: data is written back straight from here, and
  * only an unsent remainder is copied into a buffer of the connection's. */
 #define SCRATCH_SIZE (64 * 1024)
-/* Free buffers kept for reuse: enough for bursts, small when idle. */
-#define POOL_MAX_FREE 64
+/* Memory in free buffers kept for reuse: enough for bursts (16 buffers
+ * of the default 64K), small when idle, none for buffers over 1M. */
+#define POOL_MAX_FREE_BYTES (1024 * 1024)
 /* Free pipes kept for reuse (two fds each). */
 #define PIPES_MAX_FREE 16
 /* Shutting down, a connection is closed once it has been quiet this long
@@ -41,6 +40,11 @@ enum {
 	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
 	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
 	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
+	/* A short read does not prove the socket empty: read until EAGAIN.
+	 * Unix sockets stop a read at every message that carries file
+	 * descriptors or other credentials; TCP stops at the urgent mark. */
+	C_EXACT = 1 << 6,
+	C_URGENT = 1 << 7,  /* urgent data seen: recv() only (splice stalls at the mark) */
 };
 
 struct conn {
@@ -67,7 +71,7 @@ static struct {
 	struct policy *policy;
 	struct stats *stats;
 	void (*on_close)(void);
-} T;
+} conns;
 
 struct policy *policy_new(uint32_t buffer_size, int transform, uint64_t idle_timeout_ms)
 {
@@ -91,95 +95,99 @@ void policy_unref(struct policy *p)
 static void conn_io(struct io *io, uint32_t events);
 static void conn_idle(struct timer *t);
 
+/* EPOLLPRI reports TCP urgent data, which arrives inline (SO_OOBINLINE on
+ * the listener) but changes how the socket must be read. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
+
 int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
 {
-	memset(&T, 0, sizeof(T));
-	T.loop = loop;
-	T.stats = stats;
-	T.on_close = on_close;
+	memset(&conns, 0, sizeof(conns));
+	conns.loop = loop;
+	conns.stats = stats;
+	conns.on_close = on_close;
 	/* calloc of a large table maps fresh zero pages: a slot costs memory
 	 * only once a connection with that fd has used it. */
-	T.conns = calloc(fd_limit, sizeof(*T.conns));
-	T.scratch = malloc(SCRATCH_SIZE);
-	if (!T.conns || !T.scratch) {
+	conns.conns = calloc(fd_limit, sizeof(*conns.conns));
+	conns.scratch = malloc(SCRATCH_SIZE);
+	if (!conns.conns || !conns.scratch) {
 		conn_table_free();
 		return -ENOMEM;
 	}
-	T.n_conns = fd_limit;
-	bufpool_init(&T.pool, 16 * 1024, POOL_MAX_FREE);
-	pipepool_init(&T.pipes, PIPES_MAX_FREE);
+	conns.n_conns = fd_limit;
+	bufpool_init(&conns.pool, 16 * 1024, POOL_MAX_FREE_BYTES);
+	pipepool_init(&conns.pipes, PIPES_MAX_FREE);
 	return 0;
 }
 
 void conn_table_free(void)
 {
 	conn_close_all();
-	free(T.conns);
-	free(T.scratch);
-	bufpool_clear(&T.pool);
-	pipepool_clear(&T.pipes);
-	policy_unref(T.policy);
-	memset(&T, 0, sizeof(T));
+	free(conns.conns);
+	free(conns.scratch);
+	bufpool_clear(&conns.pool);
+	pipepool_clear(&conns.pipes);
+	policy_unref(conns.policy);
+	memset(&conns, 0, sizeof(conns));
 }
 
 void conn_set_policy(struct policy *p)
 {
 	p->refs++;
-	policy_unref(T.policy);
-	T.policy = p;
-	bufpool_set_size(&T.pool, p->buffer_size);
+	policy_unref(conns.policy);
+	conns.policy = p;
+	bufpool_set_size(&conns.pool, p->buffer_size);
 }
 
 static void conn_close(struct conn *c, const char *why)
 {
 	log_debug("connection %d closed: %s", c->fd, why);
-	loop_forget(T.loop, &c->io);
-	loop_timer_stop(T.loop, &c->idle);
+	loop_forget(conns.loop, &c->io);
+	loop_timer_stop(conns.loop, &c->idle);
 	if (c->out)
-		bufpool_put(&T.pool, c->out);
+		bufpool_put(&conns.pool, c->out);
 	if (c->pipe)
-		pipepool_put(&T.pipes, c->pipe);
+		pipepool_put(&conns.pipes, c->pipe);
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
 	close(c->fd);
 	policy_unref(c->policy);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	T.stats->current--;
-	if (T.on_close)
-		T.on_close();
+	conns.stats->current--;
+	if (conns.on_close)
+		conns.on_close();
 }
 
-int conn_open(int fd, bool sent_first)
+int conn_open(int fd, bool sent_first, bool exact_reads)
 {
 	struct conn *c;
 	int r;
 
-	if (fd < 0 || (size_t)fd >= T.n_conns) {
+	if (fd < 0 || (size_t)fd >= conns.n_conns) {
 		close(fd);
 		return -EMFILE;
 	}
-	c = &T.conns[fd];
+	c = &conns.conns[fd];
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
-	c->flags = C_OPEN;
+	c->flags = C_OPEN | (exact_reads ? C_EXACT : 0);
 	c->io.fn = conn_io;
 	c->idle.fn = conn_idle;
-	c->policy = T.policy;
+	c->policy = conns.policy;
 	c->policy->refs++;
-	T.stats->current++;
-	T.stats->total++;
-	if ((size_t)fd >= T.hwm)
-		T.hwm = (size_t)fd + 1;
-	c->last_active = T.loop->now_ms;
+	conns.stats->current++;
+	conns.stats->total++;
+	if ((size_t)fd >= conns.hwm)
+		conns.hwm = (size_t)fd + 1;
+	c->last_active = conns.loop->now_ms;
 
 	/* Edge-triggered, for input only: a fresh socket is writable, and
 	 * watching EPOLLOUT from the start would cost every connection a
 	 * wakeup for nothing. It is added the first time the client falls
 	 * behind, and then kept, so epoll_ctl stays off the hot path. Data
 	 * that arrived before this call is reported too. */
-	r = loop_add(T.loop, fd, EPOLLIN | EPOLLRDHUP | EPOLLET, &c->io);
+	r = loop_add(conns.loop, fd, CONN_EVENTS, &c->io);
 	if (r == 0 && c->policy->idle_timeout_ms) {
-		r = loop_timer_in(T.loop, &c->idle, c->policy->idle_timeout_ms);
+		r = loop_timer_in(conns.loop, &c->idle, c->policy->idle_timeout_ms);
 	}
 	if (r < 0) {
 		log_warning("cannot register connection: %s", strerror(-r));
@@ -199,8 +207,8 @@ static bool pending(const struct conn *c)
 
 static void sent(struct conn *c, ssize_t w)
 {
-	T.stats->bytes += (uint64_t)w;
-	c->last_active = T.loop->now_ms;
+	conns.stats->bytes += (uint64_t)w;
+	c->last_active = conns.loop->now_ms;
 }
 
 /* Writes what is pending. The kernel takes less only when its buffer is
@@ -217,7 +225,7 @@ static int flush(struct conn *c)
 		sent(c, w);
 		p->len -= (uint32_t)w;
 		if (p->len == 0) {
-			pipepool_put(&T.pipes, p);
+			pipepool_put(&conns.pipes, p);
 			c->pipe = NULL;
 		}
 		return 0;
@@ -230,15 +238,42 @@ static int flush(struct conn *c)
 	b->off += (uint32_t)w;
 	b->len -= (uint32_t)w;
 	if (b->len == 0) {
-		bufpool_put(&T.pool, b);
+		bufpool_put(&conns.pool, b);
 		c->out = NULL;
 	}
+	return 0;
+}
+
+/* The client has stopped reading with bytes still in the pipe: move them
+ * into a buffer (they fit: a pipe is filled with at most buffer_size) and
+ * give the pipe back, so that a blocked client holds one fd, its socket,
+ * and not three. Bulk data resumes through pipes once it reads again. */
+static int park(struct conn *c)
+{
+	struct pipe_pair *p = c->pipe;
+	struct buf *b = bufpool_get(&conns.pool, c->policy->buffer_size);
+	ssize_t n;
+
+	if (!b)
+		return -ENOMEM;
+	n = read(p->r, b->data, p->len);
+	if (n != (ssize_t)p->len) {
+		bufpool_put(&conns.pool, b);
+		return n < 0 ? -errno : -EIO;
+	}
+	b->len = (uint32_t)n;
+	p->len = 0;
+	pipepool_put(&conns.pipes, p);
+	c->pipe = NULL;
+	c->out = b;
 	return 0;
 }
 
 /* Sends data straight back; keeps only what the kernel did not take. */
 static int echo(struct conn *c, const char *data, size_t n)
 {
+	/* MSG_NOSIGNAL: a vanished client must not raise SIGPIPE, whatever
+	 * the signal's disposition. */
 	ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
 
 	if (w < 0) {
@@ -246,10 +281,10 @@ static int echo(struct conn *c, const char *data, size_t n)
 			return -errno;
 		w = 0;
 	}
-	T.stats->bytes += (uint64_t)w;
+	conns.stats->bytes += (uint64_t)w;
 	if ((size_t)w == n)
 		return 0;
-	c->out = bufpool_get(&T.pool, c->policy->buffer_size);
+	c->out = bufpool_get(&conns.pool, c->policy->buffer_size);
 	if (!c->out)
 		return -ENOMEM;
 	memcpy(c->out->data, data + w, n - (size_t)w);
@@ -259,15 +294,16 @@ static int echo(struct conn *c, const char *data, size_t n)
 
 /* Bulk data: socket -> pipe -> socket with splice(2), never copied
  * through user space. Ends when the socket is drained (a short splice does
- * not prove that, so this path reads until EAGAIN), when the client stops
- * reading (the pipe keeps the unsent bytes: at most buffer_size), or when
- * the budget is spent. */
+ * not prove that, so this path reads until EAGAIN), or when the budget is
+ * spent (0). Returns 1 when the caller must go on copying: no pipe to be
+ * had, or the client stopped reading and its bytes were parked in a
+ * buffer. */
 static int pump_splice(struct conn *c, int budget)
 {
 	size_t room = c->policy->buffer_size < PIPE_CAPACITY ? c->policy->buffer_size : PIPE_CAPACITY;
 
 	for (; budget > 0; budget--) {
-		struct pipe_pair *p = pipepool_get(&T.pipes);
+		struct pipe_pair *p = pipepool_get(&conns.pipes);
 		ssize_t n;
 		int r;
 
@@ -277,7 +313,7 @@ static int pump_splice(struct conn *c, int budget)
 		n = splice(c->fd, NULL, p->w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n <= 0) {
 			int e = errno;
-			pipepool_put(&T.pipes, p);
+			pipepool_put(&conns.pipes, p);
 			c->pipe = NULL;
 			c->flags &= (uint8_t)~C_BLOCKED;
 			if (n == 0) {
@@ -286,18 +322,18 @@ static int pump_splice(struct conn *c, int budget)
 			}
 			return e == EAGAIN ? 0 : -e;
 		}
-		c->last_active = T.loop->now_ms;
+		c->last_active = conns.loop->now_ms;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
 			return r;
 		if (c->pipe) {
-			/* The client is not keeping up: wait for EPOLLOUT. */
-			c->flags |= C_BLOCKED;
-			return 0;
+			/* The client is not keeping up: keep its bytes in a
+			 * buffer, and read on into it (within buffer_size). */
+			return park(c) < 0 ? -ENOMEM : 1;
 		}
 	}
-	loop_defer(T.loop, &c->io);
+	loop_defer(conns.loop, &c->io);
 	return 0;
 }
 
@@ -311,12 +347,6 @@ static int pump(struct conn *c)
 		char *dst;
 		ssize_t n;
 
-		if (c->pipe) {
-			/* Bytes wait in the pipe: new ones must queue behind
-			 * them, and they leave only through flush(). */
-			c->flags |= C_BLOCKED;
-			return 0;
-		}
 		if (b) {
 			/* The kernel's send buffer is full: collect into ours,
 			 * up to buffer_size, and stop there (backpressure). */
@@ -332,7 +362,7 @@ static int pump(struct conn *c)
 			dst = b->data + b->len;
 		} else {
 			room = c->policy->buffer_size < SCRATCH_SIZE ? c->policy->buffer_size : SCRATCH_SIZE;
-			dst = T.scratch;
+			dst = conns.scratch;
 		}
 		n = recv(c->fd, dst, room, 0);
 		if (n <= 0) {
@@ -343,13 +373,18 @@ static int pump(struct conn *c)
 			}
 			return errno == EAGAIN ? 0 : -errno;
 		}
-		c->last_active = T.loop->now_ms;
+		c->last_active = conns.loop->now_ms;
 		transform_apply(c->policy->transform, dst, (size_t)n);
-		if (b)
+		if (b) {
 			b->len += (uint32_t)n;
-		else if (echo(c, dst, (size_t)n) < 0)
-			return -errno;
+		} else {
+			int r = echo(c, dst, (size_t)n);
+			if (r < 0)
+				return r;
+		}
 		if ((size_t)n < room) {
+			if (c->flags & C_EXACT)
+				continue; /* only EAGAIN says the socket is empty */
 			/* A short read drained the socket; the next data brings a
 			 * new edge, so no read just to see EAGAIN. If FIN has
 			 * arrived, this was the last of the data. */
@@ -360,13 +395,13 @@ static int pump(struct conn *c)
 		}
 		/* A full read: bulk data is flowing. Unless it must be
 		 * transformed, move the rest without copying it. */
-		if (!c->out && c->policy->transform == TRANSFORM_NONE) {
+		if (!c->out && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT)) {
 			int r = pump_splice(c, budget - 1);
 			if (r <= 0)
 				return r;
 		}
 	}
-	loop_defer(T.loop, &c->io);
+	loop_defer(conns.loop, &c->io);
 	return 0;
 }
 
@@ -377,6 +412,8 @@ static void conn_io(struct io *io, uint32_t events)
 
 	if (events & EPOLLRDHUP)
 		c->flags |= C_RDHUP;
+	if (events & EPOLLPRI)
+		c->flags |= C_EXACT | C_URGENT; /* for the rest of its life: rare */
 	if (pending(c)) {
 		r = flush(c);
 		if (r < 0) {
@@ -399,7 +436,7 @@ static void conn_io(struct io *io, uint32_t events)
 		if (!(c->flags & C_WOUT)) {
 			/* Re-arming also reports EPOLLOUT at once if the
 			 * client has caught up meanwhile: no edge is lost. */
-			r = loop_mod(T.loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+			r = loop_mod(conns.loop, c->fd, CONN_EVENTS | EPOLLOUT, &c->io);
 			if (r < 0) {
 				conn_close(c, strerror(-r));
 				return;
@@ -411,7 +448,7 @@ static void conn_io(struct io *io, uint32_t events)
 	if (c->flags & C_EOF)
 		conn_close(c, "end of input");
 	else if ((c->flags & C_DRAIN) && !c->io.deferred &&
-		 T.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
+		 conns.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
 		/* Shutting down, all echoed, input drained, and the client
 		 * quiet for a while: a close now sends FIN, not a reset. One
 		 * that spoke recently is closed by the quiet timer once it
@@ -429,23 +466,23 @@ static void conn_idle(struct timer *t)
 	bool draining = c->flags & C_DRAIN;
 	uint64_t due = c->last_active + (draining ? DRAIN_QUIET_MS : c->policy->idle_timeout_ms);
 
-	if (draining && due <= T.loop->now_ms && (pending(c) || c->io.deferred))
+	if (draining && due <= conns.loop->now_ms && (pending(c) || c->io.deferred))
 		/* Still at work, or waiting for the client to read (the
 		 * shutdown timeout bounds that): look again later. */
-		due = T.loop->now_ms + DRAIN_QUIET_MS;
-	if (due > T.loop->now_ms && loop_timer_at(T.loop, t, due) == 0)
+		due = conns.loop->now_ms + DRAIN_QUIET_MS;
+	if (due > conns.loop->now_ms && loop_timer_at(conns.loop, t, due) == 0)
 		return;
 	conn_close(c, draining ? "shutting down" : "idle timeout");
 }
 
 void conn_drain_all(void)
 {
-	for (size_t fd = 0; fd < T.hwm; fd++) {
-		struct conn *c = &T.conns[fd];
+	for (size_t fd = 0; fd < conns.hwm; fd++) {
+		struct conn *c = &conns.conns[fd];
 		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
 			continue;
 		c->flags |= C_DRAIN;
-		if (loop_timer_at(T.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
+		if (loop_timer_at(conns.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
 			conn_close(c, "shutting down");
 			continue;
 		}
@@ -455,7 +492,7 @@ void conn_drain_all(void)
 
 void conn_close_all(void)
 {
-	for (size_t fd = 0; fd < T.hwm; fd++)
-		if (T.conns[fd].flags & C_OPEN)
-			conn_close(&T.conns[fd], "shutting down");
+	for (size_t fd = 0; fd < conns.hwm; fd++)
+		if (conns.conns[fd].flags & C_OPEN)
+			conn_close(&conns.conns[fd], "shutting down");
 }

@@ -34,8 +34,9 @@ void conn_set_policy(struct policy *p);
 /* Takes ownership of a connected, non-blocking socket. 0 or -errno (the
  * socket is then closed). sent_first: the client has most likely sent
  * data already (a deferred accept), so it is read at once instead of after
- * the next wakeup. */
-int conn_open(int fd, bool sent_first);
+ * the next wakeup. exact_reads: a short read does not mean the socket is
+ * empty (Unix sockets, which stop at passed descriptors). */
+int conn_open(int fd, bool sent_first, bool exact_reads);
 
 /* Shutdown: each connection is served as usual (up to the caller's
  * shutdown timeout) and closed once it has nothing pending and nothing

@@ -21,39 +21,39 @@ static struct {
 	struct stats *stats;
 	int transform;
 	char *buf; /* DGRAM_BATCH * DGRAM_MAX, allocated on first use */
-} D;
+} dgram;
 
 void datagram_init(struct loop *loop, struct stats *stats)
 {
-	D.loop = loop;
-	D.stats = stats;
+	dgram.loop = loop;
+	dgram.stats = stats;
 }
 
 void datagram_free(void)
 {
-	free(D.buf);
-	D.buf = NULL;
+	free(dgram.buf);
+	dgram.buf = NULL;
 }
 
 void datagram_set_transform(int transform)
 {
-	D.transform = transform;
+	dgram.transform = transform;
 }
 
-void datagram_io(struct io *io, uint32_t events)
+static void datagram_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
 	struct mmsghdr msgs[DGRAM_BATCH];
 	struct sockaddr_storage peers[DGRAM_BATCH];
 	struct iovec iov[DGRAM_BATCH];
 
-	if (!D.buf && !(D.buf = malloc((size_t)DGRAM_BATCH * DGRAM_MAX))) {
+	if (!dgram.buf && !(dgram.buf = malloc((size_t)DGRAM_BATCH * DGRAM_MAX))) {
 		log_err("out of memory for datagrams on %s", l->name);
 		return;
 	}
 	for (int batch = 0; batch < DGRAM_BATCHES_PER_EVENT; batch++) {
 		for (int i = 0; i < DGRAM_BATCH; i++) {
-			iov[i].iov_base = D.buf + (size_t)i * DGRAM_MAX;
+			iov[i].iov_base = dgram.buf + (size_t)i * DGRAM_MAX;
 			iov[i].iov_len = DGRAM_MAX;
 			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
 			msgs[i].msg_hdr.msg_name = &peers[i];
@@ -69,7 +69,7 @@ void datagram_io(struct io *io, uint32_t events)
 		}
 		for (int i = 0; i < n; i++) {
 			iov[i].iov_len = msgs[i].msg_len;
-			transform_apply(D.transform, iov[i].iov_base, msgs[i].msg_len);
+			transform_apply(dgram.transform, iov[i].iov_base, msgs[i].msg_len);
 		}
 		/* UDP is lossy by design: what the kernel cannot take now
 		 * (or cannot route back) is dropped, never queued. */
@@ -82,11 +82,27 @@ void datagram_io(struct io *io, uint32_t events)
 				continue;
 			}
 			for (int i = off; i < off + sent; i++)
-				D.stats->bytes += msgs[i].msg_len;
+				dgram.stats->bytes += msgs[i].msg_len;
 			off += sent;
 		}
 		if (n < DGRAM_BATCH)
 			return;
 	}
-	loop_defer(D.loop, io);
+	loop_defer(dgram.loop, io);
+}
+
+int datagram_start(struct listener *l)
+{
+	l->io.fn = datagram_io;
+	return loop_add(dgram.loop, l->fd, EPOLLIN | EPOLLET, &l->io);
+}
+
+void datagram_stop(struct listener *l)
+{
+	/* A flooded listener defers itself, and it may have an event later
+	 * in the batch: both must go before the listener is freed. */
+	loop_forget(dgram.loop, &l->io);
+	if (l->io.fn)
+		loop_del(dgram.loop, l->fd);
+	l->io.fn = NULL;
 }

@@ -10,7 +10,11 @@
 void datagram_init(struct loop *loop, struct stats *stats);
 void datagram_free(void);
 void datagram_set_transform(int transform);
-/* The io callback of a datagram listener (a struct listener). */
-void datagram_io(struct io *io, uint32_t events);
+
+struct listener;
+/* Puts a UDP listener in the loop. 0 or -errno. */
+int datagram_start(struct listener *l);
+/* Takes it out again (idempotent, also for one never started). */
+void datagram_stop(struct listener *l);
 
 #endif

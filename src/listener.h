@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "address.h"
 #include "loop.h"
@@ -17,7 +19,10 @@ struct listener {
 	enum listen_kind kind;
 	bool activated; /* passed by the service manager: never re-bound */
 	bool paused;    /* at a limit: resumes when a connection ends */
+	bool broken;    /* accept fails for good: out of the loop for ever */
 	bool bound_path; /* a unix socket file echod created: unlinked at exit */
+	dev_t path_dev;  /* ... if the file at its path is still that one */
+	ino_t path_ino;
 	bool defer_accept; /* TCP_DEFER_ACCEPT: accepted clients have sent data */
 	char config_text[128]; /* the `listen` value it was opened for */
 	char name[ADDRESS_TEXT_MAX];
@@ -27,17 +32,26 @@ struct listener {
 struct listen_options {
 	int backlog;
 	bool reuse_port;
+	/* TCP keepalive on accepted connections: first probe after this
+	 * many seconds of silence, 0 = off. */
+	unsigned keepalive_s;
 };
 
-/* Opens one listener for a `listen` value. NULL with a message in err. */
-struct listener *listener_open(const char *text, const struct listen_options *o,
-			       char *err, size_t errlen);
+/* TCP options set on a listener (opened or adopted) for the connections
+ * it accepts, which inherit them: no setsockopt per connection. 0 or
+ * -errno. */
+int listener_set_tcp_options(int fd, const struct listen_options *o);
+
+/* Opens one listener for a `listen` value into *out. 0, or -errno with
+ * the reason logged (naming the address, with a hint where one helps). */
+int listener_open(const char *text, const struct listen_options *o, struct listener **out);
 
 /* Adopts the sockets passed with LISTEN_FDS. Returns how many (0 when
- * none were passed), or -1 with a message naming the fd in err. */
-int listener_adopt_all(struct listener **list, char *err, size_t errlen);
+ * none were passed), or -errno with a message naming the fd logged. */
+int listener_adopt_all(struct listener **list, const struct listen_options *o);
 
-/* Closes the socket, and removes the socket file echod created. */
+/* Closes the socket, and removes the socket file echod created if the
+ * file at its path is still that one. */
 void listener_free(struct listener *l);
 
 #endif

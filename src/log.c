@@ -1,13 +1,43 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 enum log_level log_max_level = LOG_LEVEL_INFO;
-static int to_journal;
+static bool to_journal;
+static int out_fd = STDERR_FILENO;
+static bool out_is_socket;
+/* Lines that could not be written without blocking, since the last line
+ * that could: reported ahead of the next one that gets through. */
+static unsigned long long dropped;
+
+/* Logging must never block the loop: a full pipe or a stalled terminal
+ * costs log lines, not service. A socket (the journal's stream) is
+ * written with MSG_DONTWAIT; a pipe, FIFO or terminal is reopened through
+ * /proc with O_NONBLOCK, which gives echod a file description of its own
+ * (setting O_NONBLOCK on the inherited one would change it for every
+ * process sharing it). Regular files never block. */
+static void open_output(void)
+{
+	struct stat st;
+
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		out_is_socket = true;
+	} else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+		int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (fd >= 0)
+			out_fd = fd;
+	}
+}
 
 void log_init(void)
 {
@@ -17,12 +47,11 @@ void log_init(void)
 	struct stat st;
 	unsigned long long dev, ino;
 
-	to_journal = 0;
-	if (e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 &&
-	    fstat(STDERR_FILENO, &st) == 0 &&
-	    (unsigned long long)st.st_dev == dev &&
-	    (unsigned long long)st.st_ino == ino)
-		to_journal = 1;
+	to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 &&
+		     fstat(STDERR_FILENO, &st) == 0 &&
+		     (unsigned long long)st.st_dev == dev &&
+		     (unsigned long long)st.st_ino == ino;
+	open_output();
 }
 
 void log_set_level(enum log_level level)
@@ -30,24 +59,75 @@ void log_set_level(enum log_level level)
 	log_max_level = level;
 }
 
+/* One line, one write(2): lines never interleave, and a pipe takes a line
+ * (at most PIPE_BUF bytes) whole or not at all. */
+static bool emit(const char *line, size_t len)
+{
+	ssize_t w;
+
+	do {
+		w = out_is_socket ? send(out_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+				  : write(out_fd, line, len);
+	} while (w < 0 && errno == EINTR);
+	return w == (ssize_t)len;
+}
+
+static void log_line(enum log_level level, const char *text)
+{
+	char line[1100];
+	int n;
+
+	if (dropped) {
+		n = to_journal ? snprintf(line, sizeof(line), "<%d>%llu log lines dropped (the log was not writable)\n",
+					  LOG_LEVEL_WARNING, dropped)
+			       : snprintf(line, sizeof(line), "echod: %llu log lines dropped (the log was not writable)\n",
+					  dropped);
+		if (!emit(line, (size_t)n)) {
+			dropped++;
+			return;
+		}
+		dropped = 0;
+	}
+	n = to_journal ? snprintf(line, sizeof(line), "<%d>%s\n", (int)level, text)
+		       : snprintf(line, sizeof(line), "echod: %s\n", text);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	if (!emit(line, (size_t)n))
+		dropped++;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	char text[1024];
+	va_list ap;
+	int saved = errno;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_line(level, text);
+	errno = saved;
+}
+
+int log_errno(enum log_level level, int r, const char *fmt, ...)
+{
+	char text[1024];
 	va_list ap;
 	int saved = errno;
 	int n;
 
 	if (!log_enabled(level))
-		return;
+		return r;
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	/* One fprintf, so a line is one write(2) and never interleaves. */
-	if (to_journal)
-		fprintf(stderr, "<%d>%s\n", (int)level, line);
-	else
-		fprintf(stderr, "echod: %s\n", line);
+	if (n >= 0 && (size_t)n < sizeof(text))
+		snprintf(text + n, sizeof(text) - (size_t)n, ": %s", strerror(r < 0 ? -r : r));
+	log_line(level, text);
 	errno = saved;
+	return r;
 }

@@ -1,4 +1,5 @@
-/* Levelled logging to stderr; journal-aware (sd-daemon priority prefixes). */
+/* Levelled logging to stderr; journal-aware (sd-daemon priority prefixes).
+ * Never blocks: what cannot be written at once is dropped and counted. */
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 
@@ -23,6 +24,12 @@ extern enum log_level log_max_level;
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Logs the message with ": strerror(-r)" appended and returns r (a
+ * -errno), so that an error path is one statement:
+ *   return log_errno(LOG_LEVEL_ERR, r, "cannot watch %s", name); */
+int log_errno(enum log_level level, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)

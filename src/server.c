@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "datagram.h"
 #include "listener.h"
+#include "listener_set.h"
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
@@ -34,12 +35,12 @@ static struct {
 	struct timer status_timer, watchdog_timer, shutdown_timer;
 	bool stopping;
 	char last_status[128];
-} S;
+} server;
 
 static void stop_if_drained(void)
 {
-	if (S.stopping && S.stats.current == 0)
-		S.loop.stop = true;
+	if (server.stopping && server.stats.current == 0)
+		server.loop.stop = true;
 }
 
 static void conn_closed(void)
@@ -57,28 +58,40 @@ static int apply_settings(const struct config *cfg)
 		return -ENOMEM;
 	conn_set_policy(p);
 	policy_unref(p);
-	acceptor_set_limits(cfg->max_connections, (int)cfg->transform);
+	acceptor_set_limits(cfg->max_connections);
+	datagram_set_transform((int)cfg->transform);
 	log_set_level((enum log_level)cfg->log_level);
 	return 0;
+}
+
+/* Every periodic timer re-arms itself through here. The heap grows only
+ * when a timer is armed for the first time, so a failure is a failure
+ * to allocate: said once, and that timer stops. */
+static void rearm(struct timer *t, uint64_t delay_ms, const char *what)
+{
+	int r = loop_timer_in(&server.loop, t, delay_ms);
+
+	if (r < 0)
+		log_errno(LOG_LEVEL_ERR, r, "cannot arm the %s timer", what);
 }
 
 static void format_status(char *buf, size_t size)
 {
 	snprintf(buf, size, "%llu connections, %llu served, %llu bytes echoed",
-		 (unsigned long long)S.stats.current, (unsigned long long)S.stats.total,
-		 (unsigned long long)S.stats.bytes);
+		 (unsigned long long)server.stats.current, (unsigned long long)server.stats.total,
+		 (unsigned long long)server.stats.bytes);
 }
 
 static void status_tick(struct timer *t)
 {
-	char text[sizeof(S.last_status)];
+	char text[sizeof(server.last_status)];
 
 	format_status(text, sizeof(text));
-	if (strcmp(text, S.last_status) != 0) {
+	if (strcmp(text, server.last_status) != 0) {
 		notify_status(text);
-		memcpy(S.last_status, text, sizeof(text));
+		memcpy(server.last_status, text, sizeof(text));
 	}
-	loop_timer_in(&S.loop, t, STATUS_INTERVAL_MS);
+	rearm(t, STATUS_INTERVAL_MS, "status");
 }
 
 static void watchdog_tick(struct timer *t)
@@ -87,110 +100,82 @@ static void watchdog_tick(struct timer *t)
 
 	/* Sent from the loop itself: a hung loop stops feeding it. */
 	notify_watchdog();
-	loop_timer_in(&S.loop, t, half_ms ? half_ms : 1);
+	rearm(t, half_ms ? half_ms : 1, "watchdog");
 }
 
 static void shutdown_timeout(struct timer *t)
 {
 	log_warning("shutdown timeout: closing %llu connections with data still pending",
-		    (unsigned long long)S.stats.current);
+		    (unsigned long long)server.stats.current);
 	conn_close_all();
-	S.loop.stop = true;
+	server.loop.stop = true;
 }
 
-static void free_listeners(struct listener *l)
+static int serve_listener(struct listener *l)
 {
-	while (l) {
-		struct listener *next = l->next;
-		acceptor_stop(l);
-		listener_free(l);
-		l = next;
-	}
+	int r = l->kind == LISTEN_UDP ? datagram_start(l) : acceptor_start(l);
+
+	if (r < 0)
+		return log_errno(LOG_LEVEL_ERR, r, "cannot watch %s", l->name);
+	log_info("listening on %s (%s)", l->name, address_kind_name(l->kind));
+	return 0;
 }
+
+static void unserve_listener(struct listener *l)
+{
+	if (l->kind == LISTEN_UDP)
+		datagram_stop(l);
+	else
+		acceptor_stop(l);
+}
+
+static const struct listener_hooks hooks = {
+	.start = serve_listener,
+	.stop = unserve_listener,
+};
 
 static void begin_shutdown(int sig)
 {
-	if (S.stopping) {
+	int r;
+
+	if (server.stopping) {
 		log_notice("%s again: closing every connection now", strsignal(sig));
 		conn_close_all();
-		S.loop.stop = true;
+		server.loop.stop = true;
 		return;
 	}
-	S.stopping = true;
+	server.stopping = true;
 	notify_stopping();
-	log_notice("shutting down (%llu connections open)", (unsigned long long)S.stats.current);
-	free_listeners(S.listeners);
-	S.listeners = NULL;
+	log_notice("shutting down (%llu connections open)", (unsigned long long)server.stats.current);
+	listener_set_free(&server.listeners, &hooks);
 	conn_drain_all();
 	stop_if_drained();
-	if (!S.loop.stop)
-		loop_timer_in(&S.loop, &S.shutdown_timer, S.cfg.shutdown_timeout_ms);
+	if (server.loop.stop)
+		return;
+	r = loop_timer_in(&server.loop, &server.shutdown_timer, server.cfg.shutdown_timeout_ms);
+	if (r < 0) {
+		/* Without its timer the drain would have no bound. */
+		log_errno(LOG_LEVEL_ERR, r, "cannot arm the shutdown timer; closing every connection now");
+		conn_close_all();
+		server.loop.stop = true;
+	}
 }
 
-static bool config_lists(const struct config *cfg, const char *text)
+static struct listen_options listen_options_of(const struct config *cfg)
+{
+	return (struct listen_options){
+		.backlog = (int)cfg->backlog,
+		.reuse_port = cfg->reuse_port,
+		.keepalive_s = 60,
+	};
+}
+
+/* The `listen` values of cfg as the array of strings listener_set takes. */
+static size_t listen_texts(const struct config *cfg, const char **texts)
 {
 	for (size_t i = 0; i < cfg->n_listen; i++)
-		if (strcmp(cfg->listen[i], text) == 0)
-			return true;
-	return false;
-}
-
-static struct listener *find_listener(struct listener *list, const char *text)
-{
-	for (; list; list = list->next)
-		if (strcmp(list->config_text, text) == 0)
-			return list;
-	return NULL;
-}
-
-static void announce(const struct listener *l)
-{
-	log_info("listening on %s (%s)", l->name, address_kind_name(l->kind));
-}
-
-/* Opens what the new `listen` list adds, keeps what it keeps, closes what
- * it drops. All or nothing: if one address fails, nothing changes. */
-static int reopen_listeners(const struct config *cfg, char *err, size_t errlen)
-{
-	struct listen_options o = { .backlog = (int)cfg->backlog, .reuse_port = cfg->reuse_port };
-	struct listener *fresh = NULL, *next = NULL, *l;
-
-	for (size_t i = 0; i < cfg->n_listen; i++) {
-		if (find_listener(S.listeners, cfg->listen[i]))
-			continue;
-		l = listener_open(cfg->listen[i], &o, err, errlen);
-		if (!l) {
-			free_listeners(fresh);
-			return -1;
-		}
-		l->next = fresh;
-		fresh = l;
-	}
-	while ((l = S.listeners)) {
-		S.listeners = l->next;
-		if (!config_lists(cfg, l->config_text)) {
-			log_info("no longer listening on %s (%s)", l->name, address_kind_name(l->kind));
-			acceptor_stop(l);
-			listener_free(l);
-			continue;
-		}
-		/* listen(2) on a listening socket just updates its backlog. */
-		if (l->kind != LISTEN_UDP)
-			listen(l->fd, (int)cfg->backlog);
-		l->next = next;
-		next = l;
-	}
-	while ((l = fresh)) {
-		fresh = l->next;
-		l->next = next;
-		next = l;
-		if (acceptor_start(l) < 0)
-			log_err("cannot watch %s: %s", l->name, strerror(errno));
-		else
-			announce(l);
-	}
-	S.listeners = next;
-	return 0;
+		texts[i] = cfg->listen[i];
+	return cfg->n_listen;
 }
 
 static void reload(void)
@@ -203,22 +188,26 @@ static void reload(void)
 		log_err("reload: out of memory");
 		goto done;
 	}
-	if (options_load_config(S.opts, cfg, err, sizeof(err)) < 0) {
+	if (options_load_config(server.opts, cfg, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		log_warning("reload failed, keeping the current configuration");
 		goto done;
 	}
-	if (!S.activated && reopen_listeners(cfg, err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		log_warning("reload failed, keeping the current configuration");
-		goto done;
+	if (!server.activated) {
+		const char *texts[CONFIG_MAX_LISTEN];
+		size_t n = listen_texts(cfg, texts);
+		struct listen_options o = listen_options_of(cfg);
+		if (listener_set_reconcile(&server.listeners, texts, n, &o, &hooks) < 0) {
+			log_warning("reload failed, keeping the current configuration");
+			goto done;
+		}
 	}
 	if (apply_settings(cfg) < 0) {
 		log_err("reload: out of memory");
 		goto done;
 	}
-	S.cfg = *cfg;
-	log_notice("configuration reloaded from %s", S.opts->config_path);
+	server.cfg = *cfg;
+	log_notice("configuration reloaded from %s", server.opts->config_path);
 done:
 	free(cfg);
 	notify_ready();
@@ -227,22 +216,22 @@ done:
 static void log_stats(void)
 {
 	log_notice("stats: %llu current, %llu total connections, %llu bytes echoed, %llu refused at limit",
-		   (unsigned long long)S.stats.current, (unsigned long long)S.stats.total,
-		   (unsigned long long)S.stats.bytes, (unsigned long long)S.stats.refused);
+		   (unsigned long long)server.stats.current, (unsigned long long)server.stats.total,
+		   (unsigned long long)server.stats.bytes, (unsigned long long)server.stats.refused);
 }
 
 static void signal_io(struct io *io, uint32_t events)
 {
 	struct signalfd_siginfo si;
 
-	while (read(S.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+	while (read(server.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGTERM:
 		case SIGINT:
 			begin_shutdown((int)si.ssi_signo);
 			break;
 		case SIGHUP:
-			if (!S.stopping)
+			if (!server.stopping)
 				reload();
 			break;
 		case SIGUSR1:
@@ -265,11 +254,11 @@ static int setup_signals(void)
 	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
-	S.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (S.sigfd < 0)
+	server.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (server.sigfd < 0)
 		return -errno;
-	S.sig_io.fn = signal_io;
-	return loop_add(&S.loop, S.sigfd, EPOLLIN | EPOLLET, &S.sig_io);
+	server.sig_io.fn = signal_io;
+	return loop_add(&server.loop, server.sigfd, EPOLLIN | EPOLLET, &server.sig_io);
 }
 
 /* Serving many clients needs many fds: take the hard limit. */
@@ -288,97 +277,90 @@ static size_t raise_fd_limit(void)
 	return rl.rlim_cur > (1u << 24) ? (1u << 24) : (size_t)rl.rlim_cur;
 }
 
-static int open_listeners(char *err, size_t errlen)
+static int open_listeners(void)
 {
-	struct listen_options o = { .backlog = (int)S.cfg.backlog, .reuse_port = S.cfg.reuse_port };
-	int n = listener_adopt_all(&S.listeners, err, errlen);
+	struct listen_options o = listen_options_of(&server.cfg);
+	const char *texts[CONFIG_MAX_LISTEN];
+	int n = listener_adopt_all(&server.listeners, &o);
 
 	if (n < 0)
-		return -1;
+		return n;
 	if (n > 0) {
-		S.activated = true;
+		server.activated = true;
 		log_info("using %d socket(s) passed by the service manager; ignoring 'listen'", n);
 		return 0;
 	}
-	for (size_t i = 0; i < S.cfg.n_listen; i++) {
-		struct listener *l = listener_open(S.cfg.listen[i], &o, err, errlen);
-		if (!l)
-			return -1;
-		l->next = S.listeners;
-		S.listeners = l;
-	}
-	return 0;
+	return listener_set_open(&server.listeners, texts, listen_texts(&server.cfg, texts), &o);
 }
 
 int server_run(const struct options *opts, const struct config *cfg)
 {
-	char err[CONFIG_ERROR_MAX + 64];
 	int r, status = 1;
 
-	memset(&S, 0, sizeof(S));
-	S.opts = opts;
-	S.cfg = *cfg;
-	S.sigfd = -1;
-	S.status_timer.fn = status_tick;
-	S.watchdog_timer.fn = watchdog_tick;
-	S.shutdown_timer.fn = shutdown_timeout;
+	memset(&server, 0, sizeof(server));
+	server.opts = opts;
+	server.cfg = *cfg;
+	server.sigfd = -1;
+	server.status_timer.fn = status_tick;
+	server.watchdog_timer.fn = watchdog_tick;
+	server.shutdown_timer.fn = shutdown_timeout;
 	notify_init();
 
-	r = loop_init(&S.loop);
+	r = loop_init(&server.loop);
 	if (r < 0) {
-		log_err("cannot create the event loop: %s", strerror(-r));
+		log_errno(LOG_LEVEL_ERR, r, "cannot create the event loop");
 		return 1;
 	}
-	r = conn_table_init(&S.loop, raise_fd_limit(), &S.stats, conn_closed);
+	r = conn_table_init(&server.loop, raise_fd_limit(), &server.stats, conn_closed);
 	if (r < 0) {
-		log_err("cannot allocate the connection table: %s", strerror(-r));
+		log_errno(LOG_LEVEL_ERR, r, "cannot allocate the connection table");
 		goto out;
 	}
-	acceptor_init(&S.loop, &S.stats, &S.listeners);
-	datagram_init(&S.loop, &S.stats);
-	if (apply_settings(&S.cfg) < 0 || setup_signals() < 0) {
-		log_err("cannot set up: %s", strerror(errno));
+	acceptor_init(&server.loop, &server.stats, &server.listeners);
+	datagram_init(&server.loop, &server.stats);
+	r = apply_settings(&server.cfg);
+	if (r < 0) {
+		log_errno(LOG_LEVEL_ERR, r, "cannot apply the settings");
 		goto out;
 	}
-	if (open_listeners(err, sizeof(err)) < 0) {
-		log_err("%s", err);
+	r = setup_signals();
+	if (r < 0) {
+		log_errno(LOG_LEVEL_ERR, r, "cannot set up signal handling");
 		goto out;
 	}
-	if (!S.listeners) {
+	if (open_listeners() < 0)
+		goto out;
+	if (!server.listeners) {
 		log_err("nothing to listen on");
 		goto out;
 	}
-	for (struct listener *l = S.listeners; l; l = l->next) {
-		if (acceptor_start(l) < 0) {
-			log_err("cannot watch %s: %s", l->name, strerror(errno));
+	for (struct listener *l = server.listeners; l; l = l->next)
+		if (serve_listener(l) < 0)
 			goto out;
-		}
-		announce(l);
-	}
 
 	/* Every listener is in the loop: connections will be served. */
 	notify_ready();
 	log_info("ready");
 	if (notify_enabled())
-		status_tick(&S.status_timer);
+		status_tick(&server.status_timer);
 	if (notify_watchdog_usec())
-		watchdog_tick(&S.watchdog_timer);
+		watchdog_tick(&server.watchdog_timer);
 
-	r = loop_run(&S.loop);
+	r = loop_run(&server.loop);
 	if (r < 0) {
-		log_err("event loop failed: %s", strerror(-r));
+		log_errno(LOG_LEVEL_ERR, r, "event loop failed");
 		goto out;
 	}
 	status = 0;
 	log_info("exiting");
 out:
-	free_listeners(S.listeners);
-	S.listeners = NULL;
-	S.stopping = false;
+	/* Never started listeners are stopped too: stopping is idempotent. */
+	listener_set_free(&server.listeners, &hooks);
+	server.stopping = false;
 	conn_table_free();
 	datagram_free();
-	if (S.sigfd >= 0)
-		close(S.sigfd);
-	loop_close(&S.loop);
+	if (server.sigfd >= 0)
+		close(server.sigfd);
+	loop_close(&server.loop);
 	return status;
 }

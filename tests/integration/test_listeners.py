@@ -121,6 +121,61 @@ def unix_live_socket():
 
 
 @harness.case()
+def unix_bound_not_listening():
+    """A socket file whose owner has bound it but not listened yet is not
+    stale: echod leaves it alone and exits 1."""
+    with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
+        path = os.path.join(tmp, "s")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as owner:
+            owner.bind(path)
+            ino = os.stat(path).st_ino
+            r = harness.run(["-c", _empty_conf(tmp), "-l", "unix:" + path], timeout=20)
+            check(r.rc == harness.EXIT_FAILURE, "echod on a socket bound by a live process",
+                  "exit status 1", r.describe())
+            check(os.path.exists(path) and os.stat(path).st_ino == ino,
+                  "the live process's socket file is left in place", "same inode %d" % ino,
+                  os.stat(path).st_ino if os.path.exists(path) else "removed")
+            owner.listen(1)  # and its owner can still serve on it
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(5)
+                c.connect(path)
+
+
+@harness.case()
+def unix_unlink_own_only():
+    """At exit echod removes the socket file it created, not a file (or
+    another instance's socket) that has replaced it meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
+        path = os.path.join(tmp, "s")
+        with _unix_daemon(tmp, path) as d:
+            d.start()
+            d.stop()
+        check(not os.path.exists(path), "echod's own socket file is removed at exit", "removed",
+              "still there")
+        for what in ("a regular file", "another socket"):
+            with _unix_daemon(tmp, path) as d:
+                d.start()
+                os.unlink(path)
+                other = None
+                if what == "a regular file":
+                    with open(path, "w") as f:
+                        f.write("precious\n")
+                else:
+                    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    other.bind(path)
+                    other.listen(1)
+                ino = os.stat(path).st_ino
+                d.stop()
+                check(os.path.exists(path) and os.stat(path).st_ino == ino,
+                      "%s that replaced echod's socket file survives its exit" % what,
+                      "the same file (inode %d)" % ino, "removed" if not os.path.exists(path) else
+                      "inode %d" % os.stat(path).st_ino)
+                os.unlink(path)
+                if other:
+                    other.close()
+
+
+@harness.case()
 def unix_not_a_socket():
     """A regular file at the socket path is never removed: exit 1, file intact."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:

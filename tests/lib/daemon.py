@@ -18,6 +18,7 @@ import time
 
 from lib.check import Failure, Skip, check, fail
 from lib.client import connect
+from lib.kernel import cpu_seconds
 
 ECHOD = os.environ.get("ECHOD", "")
 
@@ -27,8 +28,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
 EXIT_SKIP = 77
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Variables that would change how the daemon starts (socket activation,
 # readiness, journal logging); tests want a plain foreground daemon.
@@ -416,11 +415,7 @@ class Daemon:
 
     def cpu_seconds(self):
         """utime + stime of the daemon, in seconds."""
-        with open("/proc/%d/stat" % self.pid) as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.pid)
 
     def open_fds(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))

@@ -1,10 +1,13 @@
 """What the machine's kernel offers the tests: IPv6 on loopback, free
 ports, the queues of a TCP connection, the fd limit."""
 
+import os
 import resource
 import socket
 
 from lib.check import fail
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def family_of(host):
@@ -58,6 +61,15 @@ def listening_socket(host="127.0.0.1", kind=socket.SOCK_STREAM):
     if kind == socket.SOCK_STREAM:
         s.listen(64)
     return s
+
+
+def cpu_seconds(pid):
+    """utime + stime of process pid, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def tcp_queues(local_port, remote_port):

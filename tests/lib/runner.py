@@ -23,18 +23,19 @@ SKIP = 77
 REGISTRY = {}
 
 
-def case(name=None, *, timeout=60, alone=False):
+def case(name=None, *, timeout=60, alone=False, listed=True):
     """Declares a case. name defaults to the function's name (without a
     leading 'case_'); timeout is meson's, in seconds; alone keeps other
     tests from running beside it (it needs the CPUs, many fds, or measures
-    the daemon's CPU time and memory)."""
+    the daemon's CPU time and memory); a case that is not listed is left
+    out of --list, so meson has no test for it: it runs by hand only."""
     def register(fn):
         n = name or fn.__name__
         if not name and n.startswith("case_"):
             n = n[len("case_"):]
         if n in REGISTRY:
             raise ValueError("case %r is declared twice" % n)
-        fn.case_name, fn.timeout, fn.alone = n, timeout, alone
+        fn.case_name, fn.timeout, fn.alone, fn.listed = n, timeout, alone, listed
         REGISTRY[n] = fn
         return fn
     return register
@@ -42,6 +43,8 @@ def case(name=None, *, timeout=60, alone=False):
 
 def list_cases(cases):
     for n, fn in cases.items():
+        if not fn.listed:
+            continue
         print("%s %d %s" % (n, fn.timeout, "alone" if fn.alone else "parallel"))
 
 

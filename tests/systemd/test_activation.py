@@ -12,6 +12,7 @@ ships for this; the others pass fds themselves, as the service manager does.
 import os
 import re
 import socket
+import time
 
 import sdtest
 from sdtest import check, fail
@@ -244,6 +245,48 @@ def case_pid_mismatch():
     check(not re.search(USING_RX, proc.stderr_text()),
           "echod used passed sockets whose LISTEN_PID was another process's")
     sdtest.check_tcp_echo(addr)
+    sdtest.stop_echod(proc)
+
+
+@sdtest.case("udp-connected", timeout=180)
+@sdtest.needs_systemd
+def case_udp_connected():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", 9))
+    refused([s], 3, "a connected UDP socket")
+
+
+@sdtest.case("udp-unbound", timeout=180)
+@sdtest.needs_systemd
+def case_udp_unbound():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    refused([s], 3, "an unbound UDP socket")
+
+
+@sdtest.case("accept-error", timeout=180)
+@sdtest.needs_systemd
+def case_accept_error():
+    """The process that passed a listener shuts it down (its copy): accept
+    fails with EINVAL for good. echod drops that listener with one error
+    line, does not spin, and serves its other listener."""
+    dead = sdtest.listening_socket("127.0.0.1")
+    live = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod([], fds=[dead, live])
+    proc.wait_stderr(r"echod: ready$")
+    dead.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.5)
+    cpu0 = sdtest.cpu_seconds(proc.pid)
+    time.sleep(3)
+    cpu = sdtest.cpu_seconds(proc.pid) - cpu0
+    err = proc.stderr_text()
+    failures = [line for line in err.splitlines() if "accept" in line]
+    print("3 s after the shutdown: %.2f s of CPU, %d accept error lines: %s"
+          % (cpu, len(failures), failures[:2]))
+    check(cpu < 0.5, "echod spent %.2f s of CPU in 3 s on a dead listener" % cpu)
+    check(1 <= len(failures) <= 2, "expected one error line for the dead listener, got %d:\n%s"
+          % (len(failures), "\n".join(failures[:5])))
+    sdtest.check_tcp_echo(live.getsockname()[:2])
     sdtest.stop_echod(proc)
 
 

@@ -10,7 +10,7 @@ START_TEST(reuses_and_bounds)
 	struct bufpool p;
 	struct buf *b[4];
 
-	bufpool_init(&p, 128, 2);
+	bufpool_init(&p, 128, 2 * 128);
 	for (int i = 0; i < 4; i++) {
 		b[i] = bufpool_get(&p, 128);
 		ck_assert_ptr_nonnull(b[i]);
@@ -21,7 +21,7 @@ START_TEST(reuses_and_bounds)
 	}
 	for (int i = 0; i < 4; i++)
 		bufpool_put(&p, b[i]);
-	ck_assert_uint_eq(p.n_free, 2); /* no more kept than max_free */
+	ck_assert_uint_eq(p.n_free, 2); /* no more kept than max_bytes holds */
 	struct buf *again = bufpool_get(&p, 128);
 	ck_assert(again == b[1] || again == b[0]);
 	ck_assert_uint_eq(p.n_free, 1);
@@ -41,7 +41,7 @@ START_TEST(other_sizes)
 {
 	struct bufpool p;
 
-	bufpool_init(&p, 128, 8);
+	bufpool_init(&p, 128, 8 * 128);
 	struct buf *big = bufpool_get(&p, 4096);
 	ck_assert_uint_eq(big->cap, 4096);
 	bufpool_put(&p, big); /* not the pool's size: freed, not kept */
@@ -52,10 +52,24 @@ START_TEST(other_sizes)
 	ck_assert_uint_eq(p.n_free, 1);
 	bufpool_set_size(&p, 256); /* after a reload: old buffers go */
 	ck_assert_uint_eq(p.n_free, 0);
+	ck_assert_uint_eq(p.max_free, 4); /* the byte bound holds fewer of them */
 	b = bufpool_get(&p, 256);
 	ck_assert_uint_eq(b->cap, 256);
 	bufpool_put(&p, b);
 	ck_assert_uint_eq(p.n_free, 1);
+	bufpool_clear(&p);
+}
+END_TEST
+
+START_TEST(large_buffers_not_kept)
+{
+	struct bufpool p;
+
+	bufpool_init(&p, 8 * 1024 * 1024, 1024 * 1024);
+	struct buf *b = bufpool_get(&p, 8 * 1024 * 1024);
+	ck_assert_ptr_nonnull(b);
+	bufpool_put(&p, b);
+	ck_assert_uint_eq(p.n_free, 0); /* larger than the byte bound: freed */
 	bufpool_clear(&p);
 }
 END_TEST
@@ -66,6 +80,7 @@ static Suite *suite(void)
 	TCase *t = tcase_create("bufpool");
 	tcase_add_test(t, reuses_and_bounds);
 	tcase_add_test(t, other_sizes);
+	tcase_add_test(t, large_buffers_not_kept);
 	suite_add_tcase(s, t);
 	return s;
 }
