@@ -13,21 +13,6 @@ from harness import Daemon, check
 KEEPALIVE_TIMER = 2  # /proc/net/tcp "tr" field: the keepalive timer is armed
 
 
-def _server_timer(port, client_port):
-    """(timer kind, seconds until it fires) of echod's side of a connection."""
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(name) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                lp = int(fields[1].rsplit(":", 1)[1], 16)
-                rp = int(fields[2].rsplit(":", 1)[1], 16)
-                if lp == port and rp == client_port:
-                    tr, when = fields[5].split(":")
-                    return int(tr, 16), int(when, 16) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
 @harness.case()
 def keepalive_default():
     """With the defaults, echod's side of a connection has the keepalive
@@ -36,7 +21,7 @@ def keepalive_default():
         d.start()
         s = d.connect()
         harness.echo(s, b"hello\n")
-        t = _server_timer(d.listener().port, s.getsockname()[1])
+        t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
         check(t is not None and t[0] == KEEPALIVE_TIMER and 50 <= t[1] <= 61,
               "keepalive timer of echod's side of an idle connection",
               "timer 2 (keepalive), due in 50..60 s", t)

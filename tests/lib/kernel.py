@@ -72,9 +72,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def tcp_queues(local_port, remote_port):
-    """(tx_queue, rx_queue) of the TCP socket local_port -> remote_port on
-    loopback, from /proc/net/tcp{,6}; None if there is no such socket."""
+def tcp_socket(local_port, remote_port):
+    """The fields of the TCP socket local_port -> remote_port on loopback
+    in /proc/net/tcp{,6} (see proc(5)); None if there is no such socket."""
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
@@ -84,8 +84,28 @@ def tcp_queues(local_port, remote_port):
                     lp = int(fields[1].rsplit(":", 1)[1], 16)
                     rp = int(fields[2].rsplit(":", 1)[1], 16)
                     if lp == local_port and rp == remote_port:
-                        tx, rx = fields[4].split(":")
-                        return int(tx, 16), int(rx, 16)
+                        return fields
         except FileNotFoundError:
             continue
     return None
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the TCP socket local_port -> remote_port on
+    loopback; None if there is no such socket."""
+    fields = tcp_socket(local_port, remote_port)
+    if fields is None:
+        return None
+    tx, rx = fields[4].split(":")
+    return int(tx, 16), int(rx, 16)
+
+
+def tcp_timer(local_port, remote_port):
+    """(timer kind, seconds until it fires) of the TCP socket local_port ->
+    remote_port on loopback (kind 2: keepalive); None if there is no such
+    socket."""
+    fields = tcp_socket(local_port, remote_port)
+    if fields is None:
+        return None
+    tr, when = fields[5].split(":")
+    return int(tr, 16), int(when, 16) / CLK_TCK
