@@ -88,7 +88,7 @@ static void fd_exhausted(struct listener *l, int err)
 {
 	uint64_t now = acceptor.loop->now_ms;
 
-	acceptor.stats->refused++;
+	acceptor.stats->accept_waits++;
 	if (!acceptor.fd_warned || now - acceptor.last_fd_warning >= FD_WARN_INTERVAL_MS) {
 		log_warning("cannot accept on %s: %s; out of file descriptors, pausing accepts "
 			    "until a connection ends (%llu connections open)",
@@ -150,7 +150,7 @@ static void accept_io(struct io *io, uint32_t events)
 	for (; budget > 0; budget--) {
 		if (acceptor.max_connections && acceptor.stats->current >= acceptor.max_connections) {
 			/* New clients wait in the backlog until one ends. */
-			acceptor.stats->refused++;
+			acceptor.stats->accept_waits++;
 			pause_listener(l);
 			return;
 		}

@@ -1,6 +1,7 @@
 #include "address.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -35,9 +36,16 @@ static int parse_unix(const char *path, struct listen_addr *out, char *err, size
 		snprintf(err, errlen, "unix socket path must be absolute or start with '@': '%s'", path);
 		return -1;
 	}
-	if (n < 2 || n >= sizeof(sun->sun_path)) {
-		snprintf(err, errlen, "unix socket path must be 1 to %zu characters: '%s'",
-			 sizeof(sun->sun_path) - 2, path);
+	/* A path needs its terminating NUL in sun_path; an abstract name is
+	 * not terminated, its '@' stands for the leading NUL byte. */
+	if (path[0] == '/' && (n < 2 || n > sizeof(sun->sun_path) - 1)) {
+		snprintf(err, errlen, "unix socket path must be 2 to %zu characters: '%s'",
+			 sizeof(sun->sun_path) - 1, path);
+		return -1;
+	}
+	if (path[0] == '@' && (n < 2 || n > sizeof(sun->sun_path))) {
+		snprintf(err, errlen, "abstract unix socket name must be 1 to %zu characters after '@': '%s'",
+			 sizeof(sun->sun_path) - 1, path);
 		return -1;
 	}
 	memset(sun, 0, sizeof(*sun));
@@ -48,6 +56,21 @@ static int parse_unix(const char *path, struct listen_addr *out, char *err, size
 	out->kind = LISTEN_UNIX;
 	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '/'));
 	return 0;
+}
+
+/* "localhost", "echo.example.com": worth the hint that names are not
+ * resolved. "300.1.1.1" or "1.2.3" is a mistyped address, not a name. */
+static bool looks_like_host_name(const char *s)
+{
+	bool letter = false;
+
+	for (; *s; s++) {
+		if (isalpha((unsigned char)*s))
+			letter = true;
+		else if (!isdigit((unsigned char)*s) && *s != '-' && *s != '.')
+			return false;
+	}
+	return letter;
 }
 
 static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t errlen)
@@ -103,7 +126,8 @@ static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t
 	if (text[0] != '[') {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&out->sa;
 		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
-			snprintf(err, errlen, "invalid IPv4 address '%s' (host names are not resolved)", host);
+			snprintf(err, errlen, "invalid IPv4 address '%s'%s", host,
+				 looks_like_host_name(host) ? " (host names are not resolved)" : "");
 			return -1;
 		}
 		s4->sin_family = AF_INET;
@@ -129,13 +153,33 @@ static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t
 
 int address_parse(const char *text, struct listen_addr *out, char *err, size_t errlen)
 {
+	const char *whole = text;
+	enum listen_kind kind = LISTEN_TCP;
+	bool proxy = false;
+
 	memset(out, 0, sizeof(*out));
-	if (strncmp(text, "unix:", 5) == 0)
-		return parse_unix(text + 5, out, err, errlen);
-	out->kind = LISTEN_TCP;
+	if (strncmp(text, "proxy:", 6) == 0) {
+		proxy = true;
+		text += 6;
+	}
+	if (strncmp(text, "unix:", 5) == 0) {
+		if (parse_unix(text + 5, out, err, errlen) < 0)
+			return -1;
+		out->proxy = proxy;
+		return 0;
+	}
 	if (strncmp(text, "udp:", 4) == 0) {
-		out->kind = LISTEN_UDP;
+		kind = LISTEN_UDP;
 		text += 4;
+		if (proxy || strncmp(text, "proxy:", 6) == 0) {
+			snprintf(err, errlen, "proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): '%s'",
+				 whole);
+			return -1;
+		}
+		if (strncmp(text, "unix:", 5) == 0) {
+			snprintf(err, errlen, "UDP needs an IP address, not a unix socket: '%s'", whole);
+			return -1;
+		}
 	} else if (strncmp(text, "tcp:", 4) == 0) {
 		text += 4;
 	}
@@ -143,10 +187,10 @@ int address_parse(const char *text, struct listen_addr *out, char *err, size_t e
 		snprintf(err, errlen, "empty address");
 		return -1;
 	}
-	enum listen_kind kind = out->kind;
 	if (parse_ip(text, out, err, errlen) < 0)
 		return -1;
 	out->kind = kind;
+	out->proxy = proxy;
 	return 0;
 }
 
@@ -155,16 +199,23 @@ void address_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 	char host[INET6_ADDRSTRLEN + IF_NAMESIZE];
 
 	switch (sa->sa_family) {
+	/* Copies, not casts: sa may be only as aligned as struct sockaddr. */
 	case AF_INET: {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(buf, size, "%s:%u", host, ntohs(s4->sin_port));
+		struct sockaddr_in s4;
+		if (len < sizeof(s4))
+			break;
+		memcpy(&s4, sa, sizeof(s4));
+		inet_ntop(AF_INET, &s4.sin_addr, host, sizeof(host));
+		snprintf(buf, size, "%s:%u", host, ntohs(s4.sin_port));
 		return;
 	}
 	case AF_INET6: {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(buf, size, "[%s]:%u", host, ntohs(s6->sin6_port));
+		struct sockaddr_in6 s6;
+		if (len < sizeof(s6))
+			break;
+		memcpy(&s6, sa, sizeof(s6));
+		inet_ntop(AF_INET6, &s6.sin6_addr, host, sizeof(host));
+		snprintf(buf, size, "[%s]:%u", host, ntohs(s6.sin6_port));
 		return;
 	}
 	case AF_UNIX: {
@@ -181,8 +232,9 @@ void address_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 		return;
 	}
 	default:
-		snprintf(buf, size, "(address family %d)", sa->sa_family);
+		break;
 	}
+	snprintf(buf, size, "(address family %d, %u bytes)", sa->sa_family, (unsigned)len);
 }
 
 const char *address_kind_name(enum listen_kind kind)

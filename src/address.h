@@ -14,6 +14,9 @@ enum listen_kind {
 
 struct listen_addr {
 	enum listen_kind kind;
+	/* `proxy:`: each connection starts with a PROXY protocol header
+	 * (stream sockets only: never with LISTEN_UDP). */
+	bool proxy;
 	/* "[::]" or a bare port: dual stack, or 0.0.0.0 where IPv6 is absent. */
 	bool wildcard_v6;
 	socklen_t len;
@@ -24,7 +27,8 @@ struct listen_addr {
 #define ADDRESS_TEXT_MAX 128
 
 /* Parses PORT, HOST:PORT, [IPV6]:PORT, unix:/PATH, unix:@ABSTRACT, each
- * IP form optionally prefixed by udp:. Host names are never resolved.
+ * IP form optionally prefixed by tcp: or udp:; any stream form (not udp:)
+ * optionally prefixed by proxy:. Host names are never resolved.
  * Returns 0, or -1 with a message in err. */
 int address_parse(const char *text, struct listen_addr *out, char *err, size_t errlen);
 

@@ -29,9 +29,10 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	if (opts.check) {
-		config_print(&cfg, stdout);
+		if (!opts.quiet)
+			config_print(&cfg, stdout);
 		return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
-	log_set_level((enum log_level)cfg.log_level);
+	log_set_level(cfg.log_level);
 	return server_run(&opts, &cfg);
 }

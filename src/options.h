@@ -5,15 +5,18 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 
-#define OPTIONS_MAX_OVERRIDES (CONFIG_MAX_LISTEN + 16)
+/* Every list full, and room for the plain options given several times. */
+#define OPTIONS_MAX_OVERRIDES (CONFIG_MAX_LISTEN + 2 * CIDR_LIST_MAX + 16)
 
 struct options {
 	const char *config_path;
 	bool config_given; /* a named file must exist; the default may not */
 	bool check;
+	bool quiet; /* with check: print nothing on success */
 	size_t n_overrides;
 	struct {
 		const struct knob *knob;
@@ -27,7 +30,12 @@ enum {
 	OPTIONS_USAGE = -1,  /* error printed */
 };
 
+/* Parses argv into o. No state survives between calls (getopt is reset),
+ * nothing exits: it may be called again, on any input. */
 int options_parse(int argc, char **argv, struct options *o);
+
+/* The same, writing --help and --version to out and messages to err. */
+int options_parse_to(int argc, char **argv, struct options *o, FILE *out, FILE *err);
 
 /* Defaults, then the file, then the command line. 0, or -1 with err
  * holding "FILE:LINE: message". */

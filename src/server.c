@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "acceptor.h"
@@ -36,6 +37,14 @@ static struct {
 	bool stopping;
 	char last_status[128];
 } server;
+
+static uint64_t wall_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void stop_if_drained(void)
 {
@@ -215,9 +224,23 @@ done:
 
 static void log_stats(void)
 {
-	log_notice("stats: %llu current, %llu total connections, %llu bytes echoed, %llu refused at limit",
-		   (unsigned long long)server.stats.current, (unsigned long long)server.stats.total,
-		   (unsigned long long)server.stats.bytes, (unsigned long long)server.stats.refused);
+	const struct stats *st = &server.stats;
+	char reasons[512];
+	size_t n = 0;
+
+	/* Every reason, also at zero, so that the line parses the same way
+	 * whatever happened: "refused: acl 0, ...; dropped: udp_loop 0, ...". */
+	for (int r = 0; r < REFUSE_N; r++) {
+		const char *lead = r == 0 ? "; refused: " : r == REFUSE_UDP_FIRST ? "; dropped: " : ", ";
+		n += (size_t)snprintf(reasons + n, sizeof(reasons) - n, "%s%s %llu", lead,
+				      refusal_reason_name((enum refusal_reason)r),
+				      (unsigned long long)st->refused[r]);
+	}
+	log_notice("stats: %llu current, %llu total connections, %llu bytes echoed, "
+		   "%llu accept waits, %llu datagrams%s",
+		   (unsigned long long)st->current, (unsigned long long)st->total,
+		   (unsigned long long)st->bytes, (unsigned long long)st->accept_waits,
+		   (unsigned long long)st->udp_datagrams, reasons);
 }
 
 static void signal_io(struct io *io, uint32_t events)
@@ -304,6 +327,7 @@ int server_run(const struct options *opts, const struct config *cfg)
 	server.status_timer.fn = status_tick;
 	server.watchdog_timer.fn = watchdog_tick;
 	server.shutdown_timer.fn = shutdown_timeout;
+	server.stats.start_time_ms = wall_clock_ms();
 	notify_init();
 
 	r = loop_init(&server.loop);

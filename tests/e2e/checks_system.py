@@ -15,7 +15,7 @@ def journal(box):
         ('socket activation', r'^using 1 socket\(s\) passed by the service manager', 6),
         ('ready', r'^ready$', 6),
         ('stats', r'^stats: \d+ current, \d+ total connections, \d+ bytes echoed, '
-                  r'\d+ refused at limit$', 5),
+                  r'\d+ accept waits, \d+ datagrams; refused: .*; dropped: .*$', 5),
         ('reloaded', r'^configuration reloaded from ' + re.escape(CONF_PATH) + '$', 5),
         ('config error', r'^' + re.escape(CONF_PATH) + r':\d+: ', 3),
         ('reload failed', r'^reload failed, keeping the current configuration$', 4),

@@ -4,17 +4,28 @@ of the contract (0, 1, 2, 78) with its message."""
 
 import os
 import re
+import signal
 import socket
 import tempfile
+import time
 
 import harness
 from harness import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, check, fail
 
 LONG_OPTIONS = ["--config", "--listen", "--backlog", "--buffer-size", "--max-connections",
-                "--idle-timeout", "--transform", "--log-level", "--check-config", "--help",
-                "--version"]
+                "--idle-timeout", "--transform", "--log-level", "--allow", "--deny",
+                "--check-config", "--quiet", "--help", "--version"]
 KEY_ORDER = ["listen", "backlog", "buffer_size", "max_connections", "idle_timeout",
-             "shutdown_timeout", "transform", "reuse_port", "log_level"]
+             "shutdown_timeout", "transform", "reuse_port", "log_level",
+             "allow", "deny", "max_connections_per_source", "max_connection_time",
+             "udp_rate_per_source", "proxy_trusted", "proxy_trusted", "metrics", "defer_accept",
+             "tcp_keepalive", "free_bind", "unix_mode", "unix_group", "log_connections"]
+# What -t prints for the keys of contract v2 when none is set.
+V2_DEFAULTS = ["# allow =", "# deny =", "max_connections_per_source = 0",
+               "max_connection_time = 0", "udp_rate_per_source = 0",
+               "proxy_trusted = 127.0.0.0/8", "proxy_trusted = ::1", "# metrics =",
+               "defer_accept = 1s", "tcp_keepalive = 1min", "free_bind = no", "unix_mode = 0666",
+               "# unix_group =", "log_connections = no"]
 
 _tmp = tempfile.TemporaryDirectory(prefix="echod-it-cli-")
 
@@ -46,12 +57,14 @@ def default_listen():
 
 
 def parse_t(stdout):
+    """-t output as [(key, value)]; a key with no value (`# allow =`) as (key, None)."""
     out = []
     for line in stdout.splitlines():
         m = re.match(r"^(\w+) = (.*)$", line)
-        if not m:
-            fail("-t output is `key = value` lines", "key = value", repr(line))
-        out.append((m.group(1), m.group(2)))
+        e = re.match(r"^# (\w+) =$", line)
+        if not m and not e:
+            fail("-t output is `key = value` or `# key =` lines", "key = value", repr(line))
+        out.append((m.group(1), m.group(2)) if m else (e.group(1), None))
     return out
 
 
@@ -93,9 +106,13 @@ def check_config_defaults():
           [k for k, _ in got])
     values = dict(got)
     check(values["listen"] in default_listen(), "default listen", default_listen(), values["listen"])
-    expected = {"backlog": "4096", "buffer_size": "16K", "max_connections": "0",
+    expected = {"backlog": "4096", "buffer_size": "64K", "max_connections": "0",
                 "idle_timeout": "0", "shutdown_timeout": "5s", "transform": "none",
-                "reuse_port": "no", "log_level": "info"}
+                "reuse_port": "no", "log_level": "info", "allow": None, "deny": None,
+                "max_connections_per_source": "0", "max_connection_time": "0",
+                "udp_rate_per_source": "0", "metrics": None, "defer_accept": "1s",
+                "tcp_keepalive": "1min", "free_bind": "no", "unix_mode": "0666",
+                "unix_group": None, "log_connections": "no"}
     for k, v in expected.items():
         check(values[k] == v, "default %s printed by -t" % k, v, values[k])
 
@@ -111,8 +128,8 @@ def check_config_missing_default():
     r = run(["-t"])
     expect_rc(r, EXIT_OK, "echod -t without -c and without %s" % path)
     got = dict(parse_t(r.stdout))
-    check(got.get("backlog") == "4096" and got.get("buffer_size") == "16K",
-          "built-in defaults when the default file is missing", "backlog = 4096, buffer_size = 16K",
+    check(got.get("backlog") == "4096" and got.get("buffer_size") == "64K",
+          "built-in defaults when the default file is missing", "backlog = 4096, buffer_size = 64K",
           r.stdout)
 
 
@@ -131,6 +148,21 @@ shutdown_timeout = 250ms
 transform = upper
 reuse_port = yes
 log_level = debug
+allow = 10.0.0.0/8
+allow = 2001:db8::/32
+allow = 192.0.2.1
+deny = 10.66.0.0/16
+max_connections_per_source = 20
+max_connection_time = 1min
+udp_rate_per_source = 50
+proxy_trusted = 10.0.0.1
+metrics = unix:/run/echod/metrics.sock
+defer_accept = 5s
+tcp_keepalive = 0
+free_bind = yes
+unix_mode = 0660
+unix_group = echod
+log_connections = yes
 """
     check_t(text, [], [line for line in text.splitlines() if not line.startswith("#")],
             "-t with every key set in the file")
@@ -154,7 +186,7 @@ def check_config_precedence():
         "transform = none",
         "reuse_port = no",
         "log_level = debug",
-    ], "-t with file and command line")
+    ] + V2_DEFAULTS, "-t with file and command line")
     # Long forms and -B/-i/-m/-T with the file alone.
     check_t(text, ["--buffer-size=2M", "--max-connections=3", "--transform=upper",
                    "--backlog=5", "--idle-timeout=0"], [
@@ -168,7 +200,7 @@ def check_config_precedence():
         "transform = upper",
         "reuse_port = no",
         "log_level = warning",
-    ], "-t with long options over the file")
+    ] + V2_DEFAULTS, "-t with long options over the file")
 
 
 @harness.case(timeout=120)
@@ -225,12 +257,100 @@ def check_config_bounds():
 def check_config_roundtrip():
     """-t output is itself a valid config file that reads back the same."""
     text = "listen = 127.0.0.1:7001\nlisten = unix:/tmp/x.sock\nbuffer_size = 1000\n" \
-           "idle_timeout = 90s\nshutdown_timeout = 1500ms\nreuse_port = on\ntransform = upper\n"
+           "idle_timeout = 90s\nshutdown_timeout = 1500ms\nreuse_port = on\ntransform = upper\n" \
+           "listen = proxy:[::]:7\nlisten = proxy:unix:/run/echod/lb.sock\n" \
+           "allow = 10.0.0.0/8\ndeny = 2001:DB8:0::/48\nproxy_trusted = 0.0.0.0/0\n" \
+           "metrics = [::1]:9100\ndefer_accept = 250ms\ntcp_keepalive = 90\nunix_mode = 600\n" \
+           "unix_group = 0\nmax_connection_time = 3600\nlog_connections = on\n"
     r1 = run(["-c", conf(text), "-t"])
     expect_rc(r1, EXIT_OK, "-t")
     r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
     expect_rc(r2, EXIT_OK, "-t on the output of -t")
     check(r1.stdout == r2.stdout, "-t output read back by -t", r1.stdout, r2.stdout)
+    # And the defaults, with their empty lists and unset values as comments.
+    r1 = run(["-c", conf(""), "-t"])
+    r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
+    expect_rc(r2, EXIT_OK, "-t on the output of -t with the defaults")
+    check(r1.stdout == r2.stdout, "-t output of the defaults read back by -t", r1.stdout, r2.stdout)
+    # Values from the command line too.
+    r1 = run(["-c", conf(""), "-t", "--allow=192.0.2.0/24", "--deny=::1", "-l", "proxy:127.0.0.1:7"])
+    r2 = run(["-c", conf(r1.stdout, "roundtrip.conf"), "-t"])
+    check(r1.stdout == r2.stdout, "-t output with command-line lists read back by -t", r1.stdout,
+          r2.stdout)
+
+
+@harness.case(timeout=120)
+def check_config_v2_bounds():
+    """The keys of contract v2: each bound accepted, one step past it refused (78)."""
+    good = [("max_connections_per_source", "0"), ("max_connections_per_source", "10000000"),
+            ("udp_rate_per_source", "0"), ("udp_rate_per_source", "10000000"),
+            ("max_connection_time", "0"), ("max_connection_time", "43200min"),
+            ("defer_accept", "0"), ("defer_accept", "10min"),
+            ("tcp_keepalive", "0"), ("tcp_keepalive", "32767s"),
+            ("unix_mode", "0"), ("unix_mode", "0777"), ("unix_group", "4294967294"),
+            ("unix_group", "a" * 32), ("allow", "0.0.0.0/0"), ("deny", "::/0"),
+            ("allow", "255.255.255.255/32"), ("proxy_trusted", "ffff::/16"),
+            ("metrics", "127.0.0.1:0"), ("metrics", "unix:@echod-metrics")]
+    bad = [("max_connections_per_source", "10000001"), ("udp_rate_per_source", "10000001"),
+           ("max_connection_time", "2592000001ms"), ("defer_accept", "600001ms"),
+           ("tcp_keepalive", "32767001ms"), ("unix_mode", "01000"), ("unix_mode", "8"),
+           ("unix_group", "4294967295"), ("unix_group", "a" * 33), ("allow", "0.0.0.0/33"),
+           ("deny", "::/129"), ("allow", "10.0.0.1/8"), ("metrics", "udp:127.0.0.1:9"),
+           ("metrics", "proxy:127.0.0.1:9"), ("free_bind", "2"), ("log_connections", "maybe")]
+    for key, value in good:
+        r = run(["-c", conf("%s = %s\n" % (key, value)), "-t"])
+        expect_rc(r, EXIT_OK, "-t with `%s = %s`" % (key, value))
+    for key, value in bad:
+        _config_error("# line 1\n%s = %s\n" % (key, value), 2, "`%s = %s` on line 2" % (key, value))
+
+
+@harness.case()
+def check_config_rounding():
+    """defer_accept and tcp_keepalive count whole seconds: -t shows a fraction rounded up."""
+    r = run(["-c", conf("defer_accept = 1ms\ntcp_keepalive = 1500ms\n"), "-t"])
+    expect_rc(r, EXIT_OK, "-t with fractions of seconds")
+    got = dict(parse_t(r.stdout))
+    check(got["defer_accept"] == "1s" and got["tcp_keepalive"] == "2s",
+          "fractions of seconds rounded up", "defer_accept = 1s, tcp_keepalive = 2s", r.stdout)
+
+
+@harness.case()
+def cli_allow_deny():
+    """--allow and --deny repeat, and replace the file's lists as -l does."""
+    text = "allow = 10.0.0.0/8\nallow = 10.1.0.0/16\ndeny = 192.0.2.0/24\n"
+    r = run(["-c", conf(text), "-t", "--allow=127.0.0.0/8", "--allow", "::1"])
+    expect_rc(r, EXIT_OK, "-t with --allow")
+    got = parse_t(r.stdout)
+    check([v for k, v in got if k == "allow"] == ["127.0.0.0/8", "::1"],
+          "--allow replaces the file's allow list", ["127.0.0.0/8", "::1"], r.stdout)
+    check([v for k, v in got if k == "deny"] == ["192.0.2.0/24"],
+          "the file's deny list without --deny", ["192.0.2.0/24"], r.stdout)
+    r = run(["-c", conf(text), "-t", "--deny=2001:db8::/32"])
+    got = parse_t(r.stdout)
+    check([v for k, v in got if k == "deny"] == ["2001:db8::/32"],
+          "--deny replaces the file's deny list", ["2001:db8::/32"], r.stdout)
+    for bad in ("--allow=10.0.0.1/8", "--deny=nowhere", "--allow="):
+        _usage_error([bad, "-t"], "echod %s" % bad, ["allow", "deny"])
+
+
+@harness.case()
+def check_config_quiet():
+    """-q with -t: nothing on stdout on success; an error is still reported (78)."""
+    for q in ("-q", "--quiet"):
+        r = run(["-c", conf("backlog = 5\n"), "-t", q])
+        expect_rc(r, EXIT_OK, "echod -t %s" % q)
+        check(r.stdout == "" and r.stderr == "", "echod -t %s prints nothing" % q, "", r.describe())
+        _config_error_args(["-t", q], "bogus = 1\n", 1, "echod -t %s with a bad file" % q)
+
+
+@harness.case()
+def version_features():
+    """-V: the version, then the build features."""
+    r = run(["-V"])
+    expect_rc(r, EXIT_OK, "echod -V")
+    lines = r.stdout.splitlines()
+    check(len(lines) == 2 and re.fullmatch(r"features: [+-]systemd", lines[1]),
+          "echod -V second line", "features: +systemd or -systemd", r.stdout)
 
 
 # ---------------------------------------------------------------- exit 2
@@ -291,12 +411,15 @@ def usage_missing_argument():
 # ---------------------------------------------------------------- exit 78
 
 def _config_error(text, line, what, start=False):
+    _config_error_args(["-l", "127.0.0.1:0"] if start else ["-t"], text, line, what)
+
+
+def _config_error_args(args, text, line, what):
     path = conf(text, "bad.conf")
-    args = ["-c", path] + (["-l", "127.0.0.1:0"] if start else ["-t"])
-    r = run(args, timeout=20)
+    r = run(["-c", path] + args, timeout=20)
     expect_rc(r, EXIT_CONFIG, what)
     prefix = "echod: %s:%d: " % (path, line)
-    check(any(line.startswith(prefix) for line in r.stderr.splitlines()), what + ": error message",
+    check(any(msg.startswith(prefix) for msg in r.stderr.splitlines()), what + ": error message",
           prefix + "...", r.stderr)
     check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
 
@@ -362,6 +485,175 @@ def config_error_on_start():
     """A bad file stops the daemon from starting (78), not only -t."""
     _config_error("backlog = 100\nno_such_key = 1\n", 2, "unknown key when starting", start=True)
     _config_error("buffer_size = 1\n", 1, "value out of range when starting", start=True)
+
+
+def _not_a_file(path, what, message, timeout=10):
+    """-t on something other than a small regular file: exit 78 at once,
+    naming the file and why, whatever the file is."""
+    start = time.monotonic()
+    r = run(["-c", path, "-t"], timeout=timeout)
+    took = time.monotonic() - start
+    expect_rc(r, EXIT_CONFIG, what)
+    want = "echod: %s: %s" % (path, message)
+    check(want in r.stderr.splitlines(), what + ": message", want, r.stderr)
+    check(r.stdout == "", what + ": nothing on stdout", "", r.stdout)
+    check(took < timeout / 2, what + ": promptly", "< %ss" % (timeout / 2), "%.1fs" % took)
+
+
+@harness.case()
+def config_fifo():
+    """-c naming a FIFO that nobody writes: exit 78 at once, not a hang."""
+    path = os.path.join(_tmp.name, "fifo.conf")
+    os.mkfifo(path)
+    _not_a_file(path, "echod -t -c FIFO", "not a regular file")
+
+
+@harness.case()
+def config_device():
+    """-c /dev/zero (endless) and -c /dev/null (a device): exit 78, no memory growth."""
+    _not_a_file("/dev/zero", "echod -t -c /dev/zero", "not a regular file")
+    _not_a_file("/dev/null", "echod -t -c /dev/null", "not a regular file")
+
+
+@harness.case()
+def config_directory():
+    """-c naming a directory: exit 78."""
+    _not_a_file(_tmp.name, "echod -t -c DIRECTORY", "not a regular file")
+
+
+@harness.case()
+def config_too_large():
+    """A config file over 1M: exit 78; exactly 1M of comments is read."""
+    path = conf(("#" * 63 + "\n") * (1024 * 1024 // 64), "big.conf")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_OK, "echod -t with a file of exactly 1M")
+    with open(path, "a") as f:
+        f.write("\n")
+    _not_a_file(path, "echod -t with a file of 1M + 1 byte", "larger than 1M")
+
+
+@harness.case()
+def config_fifo_reload():
+    """SIGHUP while the config file is a FIFO: the error is logged, echod
+    keeps serving (it does not block on the FIFO)."""
+    with harness.Daemon(config="transform = upper\n") as d:
+        d.start()
+        os.unlink(d.config_path)
+        os.mkfifo(d.config_path)
+        since = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"^echod: %s: not a regular file$" % re.escape(d.config_path), timeout=10,
+                   since=since)
+        s = d.connect()
+        harness.echo(s, b"abc", expect=b"ABC", what="echo after a reload from a FIFO")
+        s.close()
+        d.check_alive("echod keeps running after a reload from a FIFO")
+
+
+@harness.case()
+def config_nul_byte():
+    """A NUL byte in the file: exit 78 naming its line (nothing after it is dropped silently)."""
+    path = os.path.join(_tmp.name, "nul.conf")
+    with open(path, "wb") as f:
+        f.write(b"# line 1\nbacklog = 10\0garbage\n")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_CONFIG, "a NUL byte on line 2")
+    want = "echod: %s:2: NUL byte in the line" % path
+    check(want in r.stderr.splitlines(), "a NUL byte on line 2: message", want, r.stderr)
+
+
+@harness.case()
+def config_byte_order_mark():
+    """A UTF-8 byte-order mark at the start of the file is skipped."""
+    path = os.path.join(_tmp.name, "bom.conf")
+    with open(path, "wb") as f:
+        f.write(b"\xef\xbb\xbflisten = 127.0.0.1:7\nbacklog = 12\n")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_OK, "a file starting with a byte-order mark")
+    got = parse_t(r.stdout)
+    check(("listen", "127.0.0.1:7") in got and ("backlog", "12") in got,
+          "the first key after the byte-order mark", "listen = 127.0.0.1:7", r.stdout)
+
+
+@harness.case()
+def usage_control_character():
+    """A control character in an option's value: exit 2; -t can never print
+    a line the value did not come from."""
+    for args in (["-l", "unix:/run/x\nbuffer_size = 64M"], ["--listen=unix:/run/\x1b[1m"],
+                 ["-T", "upper\r"], ["-i", "5\x7f"]):
+        r = run(["-c", conf("")] + args + ["-t"])
+        expect_rc(r, EXIT_USAGE, "echod %r -t" % args)
+        check("control character" in r.stderr, "echod %r: message" % args,
+              "... control character ...", r.stderr)
+        check(r.stdout == "", "echod %r: nothing on stdout" % args, "", r.stdout)
+    # In the file: 78.
+    _config_error("# line 1\nlisten = unix:/run/x\rbacklog = 1\n", 2, "a CR inside a value")
+
+
+@harness.case()
+def usage_option_takes_no_value():
+    """--help=x, --check-config=yes, --version=x: the message names the
+    option typed and says it takes no value."""
+    for arg, name in (("--help=x", "--help"), ("--check-config=yes", "--check-config"),
+                      ("--version=x", "--version"), ("--check=1", "--check-config")):
+        r = run(["-c", conf(""), arg])
+        expect_rc(r, EXIT_USAGE, "echod %s" % arg)
+        want = "echod: option '%s' takes no value" % name
+        check(want in r.stderr.splitlines(), "echod %s: message" % arg, want, r.stderr)
+        check(r.stdout == "", "echod %s: nothing on stdout" % arg, "", r.stdout)
+
+
+@harness.case()
+def config_unix_path_length():
+    """A unix path of 107 characters is accepted; 108 is refused with the true bound."""
+    path = "/" + "p" * 106
+    r = run(["-c", conf("listen = unix:%s\n" % path), "-t"])
+    expect_rc(r, EXIT_OK, "a unix socket path of 107 characters")
+    r = run(["-c", conf(""), "-l", "unix:%sp" % path, "-t"])
+    expect_rc(r, EXIT_USAGE, "a unix socket path of 108 characters")
+    check("2 to 107 characters" in r.stderr, "the bound in the message", "2 to 107 characters",
+          r.stderr)
+
+
+def _config_message(text, line, message, what):
+    path = conf(text, "msg.conf")
+    r = run(["-c", path, "-t"])
+    expect_rc(r, EXIT_CONFIG, what)
+    want = "echod: %s:%d: %s" % (path, line, message)
+    check(want in r.stderr.splitlines(), what + ": message", want, r.stderr)
+
+
+@harness.case()
+def config_did_you_mean():
+    """An unknown key near a known one: the message suggests it."""
+    _config_message("bufer_size = 1K\n", 1,
+                    "unknown key 'bufer_size' (did you mean 'buffer_size'?)", "a typo in a key")
+    _config_message("# x\nBacklog = 1\n", 2,
+                    "unknown key 'Backlog' (did you mean 'backlog'?)", "a key with the wrong case")
+    _config_message("colour = blue\n", 1, "unknown key 'colour'", "a key near none")
+
+
+@harness.case()
+def config_inline_comment():
+    """`backlog = 10 # comment`: the message says inline comments are not allowed."""
+    _config_message("backlog = 10 # comment\n", 1,
+                    "invalid value for 'backlog': '10 # comment' (inline comments are not allowed: "
+                    "a comment must be on a line of its own)", "an inline comment")
+
+
+@harness.case()
+def usage_address_messages():
+    """udp:unix: says UDP needs an IP address; 300.1.1.1 is not called a host name."""
+    for value, want, unwanted in (
+            ("udp:unix:/x", "UDP needs an IP address", None),
+            ("300.1.1.1:7", "invalid IPv4 address '300.1.1.1'", "host names"),
+            ("echo.example.com:7", "host names are not resolved", None)):
+        r = run(["-c", conf(""), "-l", value, "-t"])
+        expect_rc(r, EXIT_USAGE, "echod -l %s" % value)
+        check(want in r.stderr, "echod -l %s: message" % value, want, r.stderr)
+        if unwanted:
+            check(unwanted not in r.stderr, "echod -l %s: no misleading hint" % value,
+                  "no '%s'" % unwanted, r.stderr)
 
 
 # ---------------------------------------------------------------- exit 1

@@ -294,11 +294,17 @@ def sighup_bad():
 
 @harness.case()
 def sigusr1_stats():
-    """SIGUSR1 logs `stats: C current, T total connections, B bytes echoed, R refused at limit`."""
+    """SIGUSR1 logs `stats: C current, T total connections, B bytes echoed,
+    W accept waits, D datagrams; refused: REASON N, ...; dropped: REASON N, ...`
+    with every reason of the contract, also at zero."""
     with Daemon() as d:
         d.start()
-        st = d.stats()
-        check(st == (0, 0, 0, 0), "stats at start", (0, 0, 0, 0), st)
+        st, datagrams, reasons = d.full_stats()
+        check(st == (0, 0, 0, 0) and datagrams == 0, "stats at start", (0, 0, 0, 0), st)
+        want = ["acl", "per_source", "lifetime", "proxy", "udp_loop", "udp_martian", "udp_acl",
+                "udp_rate"]
+        check(list(reasons) == want and not any(reasons.values()),
+              "refusal and drop reasons in the stats line", dict.fromkeys(want, 0), reasons)
         a, b = d.connect(), d.connect()
         harness.echo(a, b"0123456789")
         harness.echo(b, b"abcde")
@@ -308,7 +314,7 @@ def sigusr1_stats():
         b.close()
         st = d.wait_stats(lambda st: st[0] == 1, "1 current after two of three closed")
         expect = (1, 3, 10 + 5 + 3 * MIB + 1, 0)
-        check(st == expect, "stats (current, total, bytes echoed, refused)", expect, st)
+        check(st == expect, "stats (current, total, bytes echoed, accept waits)", expect, st)
         d.check_alive("echod keeps running after SIGUSR1")
         harness.echo(a, b"!")
         a.close()

@@ -373,13 +373,26 @@ class Daemon:
         rx = re.compile(pattern)
         return [line for line in self.log()[since:] if rx.search(line)]
 
+    STATS_RX = (r"^echod: stats: (\d+) current, (\d+) total connections, "
+                r"(\d+) bytes echoed, (\d+) accept waits, (\d+) datagrams; "
+                r"refused: ((?:\w+ \d+(?:, )?)+); dropped: ((?:\w+ \d+(?:, )?)+)$")
+
     def stats(self, timeout=10):
-        """Sends SIGUSR1 and returns (current, total, bytes, refused) from the stats line."""
+        """Sends SIGUSR1 and returns (current, total, bytes, accept waits) from the stats line."""
+        return self.full_stats(timeout)[0]
+
+    def full_stats(self, timeout=10):
+        """Sends SIGUSR1; returns ((current, total, bytes, accept waits),
+        datagrams, {reason: count} for every refusal and drop reason)."""
         since = self.mark()
         self.signal(signal.SIGUSR1)
-        m = self.wait_log(r"^echod: stats: (\d+) current, (\d+) total connections, "
-                          r"(\d+) bytes echoed, (\d+) refused at limit$", timeout, since)
-        return tuple(int(x) for x in m.groups())
+        m = self.wait_log(self.STATS_RX, timeout, since)
+        counts = {}
+        for part in (m.group(6), m.group(7)):
+            for item in part.split(", "):
+                name, n = item.split(" ")
+                counts[name] = int(n)
+        return tuple(int(x) for x in m.groups()[:4]), int(m.group(5)), counts
 
     def wait_stats(self, pred, what, timeout=10):
         """Asks for stats until pred(stats) holds (the daemon notices closes

@@ -76,23 +76,38 @@ def case_options(*args):
         check(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(opt), man8),
               "echod(8) does not document %s (from echod --help)" % opt)
     code, out, err = echod("--version")
-    check(code == 0 and re.fullmatch(r"echod \S+\n?", out),
+    check(code == 0 and re.fullmatch(r"echod \S+\n(?:features: [-+]\S+(?: [-+]\S+)*\n)?", out),
           "echod --version: exit %d, printed %r" % (code, out))
     print("options in echod --help, all in echod(8): %s" % " ".join(shorts + longs))
 
 
 def defaults():
-    """echod -t with an empty file: [(key, value)] in echod's order."""
+    """echod -t with an empty file: [(key, value)] in echod's order; a key
+    with no value (`# allow =`) as (key, None)."""
     conf = sdtest.write_config("")
     code, out, err = echod("-c", conf, "-t")
     check(code == 0, "echod -t exited %d:\n%s" % (code, err))
     pairs = []
     for line in out.splitlines():
         m = re.fullmatch(r"([a-z_]+) = (.*)", line)
-        check(m is not None, "echod -t printed %r, not 'key = value'" % line)
-        pairs.append((m.group(1), m.group(2)))
+        e = re.fullmatch(r"# ([a-z_]+) =", line)
+        check(m is not None or e is not None,
+              "echod -t printed %r, not 'key = value' or '# key ='" % line)
+        pairs.append((m.group(1), m.group(2)) if m else (e.group(1), None))
     check(len(pairs) >= 9, "echod -t printed only %d keys" % len(pairs))
     return pairs
+
+
+def printed(key, value):
+    return "# %s =" % key if value is None else "%s = %s" % (key, value)
+
+
+def by_key(pairs):
+    """{key: [values]} in echod's order: a list key prints a line per entry."""
+    out = {}
+    for key, value in pairs:
+        out.setdefault(key, []).append(value)
+    return out
 
 
 @sdtest.case(timeout=120)
@@ -104,16 +119,18 @@ def case_keys(*args):
     with open(man5_path) as f:
         raw5 = f.read()
     pairs = defaults()
-    keys = [k for k, _ in pairs]
-    for key, value in pairs:
+    keys = list(by_key(pairs))
+    for key, values in by_key(pairs).items():
         section = re.search(r"^%s =[^\n]*\n(.*?)(?=^\S+ =|^\.SH)" % re.escape(key), man5, re.M | re.S)
         check(section is not None, "echod.conf(5) has no entry for the key %s" % key)
         text = re.sub(r"\s+", " ", section.group(1))
+        # No value: "Default: none"; a list: "Default: A and B".
+        value = "none" if values == [None] else " and ".join(values)
         check(re.search(r"Default: %s(?:[ .]|$)" % re.escape(value), text),
               "echod.conf(5) does not give %s's default as %r (echod -t prints that)"
               % (key, value))
     # The example of all defaults is what echod -t prints, line for line.
-    block = "\n".join("%s = %s" % kv for kv in pairs)
+    block = "\n".join(printed(k, v) for k, v in pairs)
     check(block in raw5.replace("\\-", "-"),
           "echod.conf(5) lacks the block of all defaults as echod -t prints them:\n" + block)
     man8 = plain(man8_path)
@@ -142,7 +159,7 @@ def case_bounds(*args):
     is accepted, one step beyond it is refused with exit 78."""
     man5 = plain(pages(args)[1])
     checked = 0
-    for key, _ in defaults():
+    for key in by_key(defaults()):
         section = re.search(r"^%s =[^\n]*\n(.*?)(?=^\S+ =|^\.SH)" % re.escape(key), man5, re.M | re.S)
         check(section is not None, "echod.conf(5) has no entry for the key %s" % key)
         m = re.search(r"(?<![\w.])(\d+[A-Za-z]*) to (\d+[A-Za-z]*)(?![\w])",

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -9,7 +10,7 @@
 #include "check_main.h"
 
 static struct listen_addr a;
-static char err[256];
+static char err[512];
 
 static void roundtrip(const char *text, enum listen_kind kind, const char *shown)
 {
@@ -42,6 +43,31 @@ START_TEST(ip_forms)
 	roundtrip("udp:127.0.0.1:7", LISTEN_UDP, "127.0.0.1:7");
 	roundtrip("udp:[::1]:7", LISTEN_UDP, "[::1]:7");
 	roundtrip("udp:7", LISTEN_UDP, "[::]:7");
+	ck_assert(!a.proxy);
+}
+END_TEST
+
+START_TEST(proxy_forms)
+{
+	roundtrip("proxy:0.0.0.0:7007", LISTEN_TCP, "0.0.0.0:7007");
+	ck_assert(a.proxy);
+	roundtrip("proxy:[::]:7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.proxy);
+	ck_assert(a.wildcard_v6);
+	roundtrip("proxy:tcp:127.0.0.1:7", LISTEN_TCP, "127.0.0.1:7");
+	ck_assert(a.proxy);
+	roundtrip("proxy:unix:/run/echod/lb.sock", LISTEN_UNIX, "unix:/run/echod/lb.sock");
+	ck_assert(a.proxy);
+	roundtrip("proxy:7", LISTEN_TCP, "[::]:7");
+	ck_assert(a.proxy);
+	roundtrip("127.0.0.1:7", LISTEN_TCP, "127.0.0.1:7");
+	ck_assert(!a.proxy);
+	rejects("proxy:udp:127.0.0.1:7",
+		"proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): 'proxy:udp:127.0.0.1:7'");
+	rejects("udp:proxy:127.0.0.1:7",
+		"proxy: and udp: cannot combine (PROXY protocol is for TCP and unix stream sockets): 'udp:proxy:127.0.0.1:7'");
+	rejects("proxy:", "empty address");
+	rejects("proxy:proxy:7", "invalid IPv4 address 'proxy' (host names are not resolved)");
 }
 END_TEST
 
@@ -63,16 +89,46 @@ START_TEST(errors)
 	rejects("127.0.0.1:x", "invalid port 'x' (expected 0 to 65535)");
 	rejects("127.0.0.1:-1", "invalid port '-1' (expected 0 to 65535)");
 	rejects("localhost:7", "invalid IPv4 address 'localhost' (host names are not resolved)");
+	rejects("echo.example.com:7", "invalid IPv4 address 'echo.example.com' (host names are not resolved)");
+	rejects("300.1.1.1:7", "invalid IPv4 address '300.1.1.1'");
+	rejects("1.2.3:7", "invalid IPv4 address '1.2.3'");
+	rejects("udp:unix:/x", "UDP needs an IP address, not a unix socket: 'udp:unix:/x'");
 	rejects("::1:7", "invalid address '::1:7' (IPv6 addresses go in brackets: [::1]:7)");
 	rejects("[::1]7", "expected [IPV6]:PORT: '[::1]7'");
 	rejects("[::1", "expected [IPV6]:PORT: '[::1'");
 	rejects("[1.2.3.4]:7", "invalid IPv6 address '1.2.3.4'");
 	rejects("unix:relative", "unix socket path must be absolute or start with '@': 'relative'");
-	rejects("unix:/", "unix socket path must be 1 to 106 characters: '/'");
+	rejects("unix:/", "unix socket path must be 2 to 107 characters: '/'");
+	rejects("unix:@", "abstract unix socket name must be 1 to 107 characters after '@': '@'");
 	char longpath[200] = "unix:/";
 	memset(longpath + 6, 'x', 150);
 	longpath[156] = '\0';
 	ck_assert_int_eq(address_parse(longpath, &a, err, sizeof(err)), -1);
+}
+END_TEST
+
+/* sun_path holds 108 bytes: a path of 107 and its NUL, or an abstract
+ * name of 107 after its leading NUL. The messages state those bounds. */
+START_TEST(unix_length_bounds)
+{
+	char text[200], msg[300];
+	memset(text, 0, sizeof(text));
+	strcpy(text, "unix:/");
+	memset(text + 6, 'p', 106); /* a path of 107 characters */
+	roundtrip(text, LISTEN_UNIX, text);
+	ck_assert_uint_eq(a.len, sizeof(struct sockaddr_un));
+	text[6 + 106] = 'p'; /* 108 */
+	snprintf(msg, sizeof(msg), "unix socket path must be 2 to 107 characters: '%s'", text + 5);
+	rejects(text, msg);
+
+	memset(text, 0, sizeof(text));
+	strcpy(text, "unix:@");
+	memset(text + 6, 'a', 107); /* an abstract name of 107 */
+	roundtrip(text, LISTEN_UNIX, text);
+	ck_assert_uint_eq(a.len, sizeof(struct sockaddr_un));
+	text[6 + 107] = 'a'; /* 108 */
+	snprintf(msg, sizeof(msg), "abstract unix socket name must be 1 to 107 characters after '@': '%s'", text + 5);
+	rejects(text, msg);
 }
 END_TEST
 
@@ -82,7 +138,9 @@ static Suite *suite(void)
 	TCase *t = tcase_create("address");
 	tcase_add_test(t, ip_forms);
 	tcase_add_test(t, unix_forms);
+	tcase_add_test(t, proxy_forms);
 	tcase_add_test(t, errors);
+	tcase_add_test(t, unix_length_bounds);
 	suite_add_tcase(s, t);
 	return s;
 }
