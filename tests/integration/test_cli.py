@@ -31,8 +31,9 @@ _tmp = tempfile.TemporaryDirectory(prefix="echod-it-cli-")
 
 
 def conf(text, name="echod.conf"):
+    """Writes a config file (text, or bytes as they are); returns its path."""
     path = os.path.join(_tmp.name, name)
-    with open(path, "w") as f:
+    with open(path, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
     return path
 
@@ -553,9 +554,7 @@ def config_fifo_reload():
 @harness.case()
 def config_nul_byte():
     """A NUL byte in the file: exit 78 naming its line (nothing after it is dropped silently)."""
-    path = os.path.join(_tmp.name, "nul.conf")
-    with open(path, "wb") as f:
-        f.write(b"# line 1\nbacklog = 10\0garbage\n")
+    path = conf(b"# line 1\nbacklog = 10\0garbage\n", "nul.conf")
     r = run(["-c", path, "-t"])
     expect_rc(r, EXIT_CONFIG, "a NUL byte on line 2")
     want = "echod: %s:2: NUL byte in the line" % path
@@ -565,9 +564,7 @@ def config_nul_byte():
 @harness.case()
 def config_byte_order_mark():
     """A UTF-8 byte-order mark at the start of the file is skipped."""
-    path = os.path.join(_tmp.name, "bom.conf")
-    with open(path, "wb") as f:
-        f.write(b"\xef\xbb\xbflisten = 127.0.0.1:7\nbacklog = 12\n")
+    path = conf(b"\xef\xbb\xbflisten = 127.0.0.1:7\nbacklog = 12\n", "bom.conf")
     r = run(["-c", path, "-t"])
     expect_rc(r, EXIT_OK, "a file starting with a byte-order mark")
     got = parse_t(r.stdout)
