@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "guard.h"
 #include "log.h"
 #include "util.h"
 
@@ -141,6 +142,32 @@ static void accept_failed(struct listener *l, int err)
 		resume_listener(l); /* no timer to be had: never stay paused */
 }
 
+/* The peer address comes with accept4(): checking it costs no system
+ * call. A refused client gets no byte: its socket is closed at once
+ * (with deferred accepts, when it first speaks). Behind a PROXY
+ * listener the lists and caps wait for the header's address. */
+static void admit(struct listener *l, int fd, const struct sockaddr *peer, socklen_t len)
+{
+	struct conn_origin o = {
+		.peer = peer,
+		.peer_len = len,
+		.sent_first = l->defer_accept,
+		.exact_reads = l->kind == LISTEN_UNIX,
+		.proxy = l->proxy,
+	};
+
+	if (l->kind == LISTEN_UNIX)
+		o.peer = NULL; /* never filtered or limited */
+	else if (l->proxy ? !guard_proxy_trusted(peer)
+			  : !guard_admit_conn(peer, len, acceptor.loop->now_ms, &o.counted)) {
+		if (l->proxy)
+			guard_refuse(REFUSE_PROXY, peer, acceptor.loop->now_ms);
+		close(fd);
+		return;
+	}
+	conn_open(fd, &o);
+}
+
 static void accept_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
@@ -154,9 +181,11 @@ static void accept_io(struct io *io, uint32_t events)
 			pause_listener(l);
 			return;
 		}
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			conn_open(fd, l->defer_accept, l->kind == LISTEN_UNIX);
+			admit(l, fd, (struct sockaddr *)&peer, len);
 			continue;
 		}
 		switch (errno) {

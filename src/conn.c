@@ -1,88 +1,47 @@
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bufpool.h"
-#include "config.h"
+#include "address.h"
+#include "conn_int.h"
+#include "guard.h"
 #include "log.h"
-#include "pipepool.h"
 #include "transform.h"
 #include "util.h"
 
 /* Reads per wakeup before a connection yields to the others (libuv uses
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
-/* The shared read buffer: data is written back straight from here, and
- * only an unsent remainder is copied into a buffer of the connection's. */
-#define SCRATCH_SIZE (64 * 1024)
 /* Memory in free buffers kept for reuse: enough for bursts (16 buffers
  * of the default 64K), small when idle, none for buffers over 1M. */
 #define POOL_MAX_FREE_BYTES (1024 * 1024)
 /* Free pipes kept for reuse (two fds each). */
 #define PIPES_MAX_FREE 16
-/* Shutting down, a connection is closed once it has been quiet this long
- * with nothing pending: an empty receive queue only says the socket is
- * empty now, not that the client has finished, and a close while its data
- * is still on the way would answer it with a reset that destroys the
- * echoes it has not read yet. */
-#define DRAIN_QUIET_MS 1000
+/* EPOLLPRI reports TCP urgent data, which arrives inline (SO_OOBINLINE on
+ * the listener) but changes how the socket must be read. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
+struct conn_state conns;
 
-enum {
-	C_OPEN = 1 << 0,
-	C_EOF = 1 << 1,     /* the client sent FIN: nothing more to read */
-	C_RDHUP = 1 << 2,   /* FIN has arrived: a short read means EOF */
-	C_BLOCKED = 1 << 3, /* stopped reading: the buffer is full */
-	C_DRAIN = 1 << 4,   /* shutting down: close once idle */
-	C_WOUT = 1 << 5,    /* EPOLLOUT is in the interest set */
-	/* A short read does not prove the socket empty: read until EAGAIN.
-	 * Unix sockets stop a read at every message that carries file
-	 * descriptors or other credentials; TCP stops at the urgent mark. */
-	C_EXACT = 1 << 6,
-	C_URGENT = 1 << 7,  /* urgent data seen: recv() only (splice stalls at the mark) */
-};
-
-struct conn {
-	struct io io;
-	struct timer idle;
-	/* Unsent bytes, in a buffer or (bulk data) in a pipe; both NULL
-	 * whenever nothing is pending, and never both set. */
-	struct buf *out;
-	struct pipe_pair *pipe;
-	struct policy *policy;
-	uint64_t last_active; /* last byte read or sent (loop clock) */
-	int fd;
-	uint8_t flags;
-};
-
-static struct {
-	struct loop *loop;
-	struct conn *conns; /* indexed by fd */
-	size_t n_conns;
-	size_t hwm; /* highest fd used + 1 */
-	struct bufpool pool;
-	struct pipepool pipes;
-	char *scratch;
-	struct policy *policy;
-	struct stats *stats;
-	void (*on_close)(void);
-} conns;
-
-struct policy *policy_new(uint32_t buffer_size, int transform, uint64_t idle_timeout_ms)
+struct policy *policy_new(const struct config *cfg)
 {
 	struct policy *p = malloc(sizeof(*p));
 
 	if (!p)
 		return NULL;
 	p->refs = 1;
-	p->buffer_size = buffer_size;
-	p->transform = (uint8_t)transform;
-	p->idle_timeout_ms = idle_timeout_ms;
+	p->buffer_size = cfg->buffer_size;
+	p->transform = cfg->transform;
+	p->log_connections = cfg->log_connections;
+	p->idle_timeout_ms = cfg->idle_timeout_ms;
+	p->max_time_ms = cfg->max_connection_time_ms;
 	return p;
 }
 
@@ -92,13 +51,6 @@ void policy_unref(struct policy *p)
 		free(p);
 }
 
-static void conn_io(struct io *io, uint32_t events);
-static void conn_idle(struct timer *t);
-
-/* EPOLLPRI reports TCP urgent data, which arrives inline (SO_OOBINLINE on
- * the listener) but changes how the socket must be read. */
-#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET)
-
 int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
 {
 	memset(&conns, 0, sizeof(conns));
@@ -107,13 +59,13 @@ int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, voi
 	conns.on_close = on_close;
 	/* calloc of a large table maps fresh zero pages: a slot costs memory
 	 * only once a connection with that fd has used it. */
-	conns.conns = calloc(fd_limit, sizeof(*conns.conns));
+	conns.table = calloc(fd_limit, sizeof(*conns.table));
 	conns.scratch = malloc(SCRATCH_SIZE);
-	if (!conns.conns || !conns.scratch) {
+	if (!conns.table || !conns.scratch) {
 		conn_table_free();
 		return -ENOMEM;
 	}
-	conns.n_conns = fd_limit;
+	conns.n_table = fd_limit;
 	bufpool_init(&conns.pool, 16 * 1024, POOL_MAX_FREE_BYTES);
 	pipepool_init(&conns.pipes, PIPES_MAX_FREE);
 	return 0;
@@ -122,7 +74,7 @@ int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, voi
 void conn_table_free(void)
 {
 	conn_close_all();
-	free(conns.conns);
+	free(conns.table);
 	free(conns.scratch);
 	bufpool_clear(&conns.pool);
 	pipepool_clear(&conns.pipes);
@@ -138,15 +90,42 @@ void conn_set_policy(struct policy *p)
 	bufpool_set_size(&conns.pool, p->buffer_size);
 }
 
-static void conn_close(struct conn *c, const char *why)
+/* log_connections: one line per connection at close. */
+static void log_close(const struct conn *c, const char *why)
 {
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	char peer[ADDRESS_TEXT_MAX], on[ADDRESS_TEXT_MAX];
+	uint64_t ms = conns.loop->now_ms - c->x->opened;
+
+	guard_format_peer(conn_peer(c), peer, sizeof(peer));
+	if (getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
+		address_format((const struct sockaddr *)&local, len, on, sizeof(on));
+	else
+		snprintf(on, sizeof(on), "?");
+	log_info("connection from %s on %s closed after %llu.%03llus: %llu bytes in, %llu bytes out (%s)",
+		 peer, on, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+		 (unsigned long long)c->x->bytes_in, (unsigned long long)c->x->bytes_out, why);
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+	if (c->policy->log_connections)
+		log_close(c, why);
 	log_debug("connection %d closed: %s", c->fd, why);
 	loop_forget(conns.loop, &c->io);
-	loop_timer_stop(conns.loop, &c->idle);
+	loop_timer_stop(conns.loop, &c->timer);
 	if (c->out)
 		bufpool_put(&conns.pool, c->out);
 	if (c->pipe)
 		pipepool_put(&conns.pipes, c->pipe);
+	if (c->x) {
+		if (c->x->hdr)
+			bufpool_put(&conns.pool, c->x->hdr);
+		if (c->flags & C_COUNTED)
+			guard_release_conn(conn_peer(c), sizeof(c->x->peer));
+		free(c->x);
+	}
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
 	close(c->fd);
 	policy_unref(c->policy);
@@ -157,23 +136,68 @@ static void conn_close(struct conn *c, const char *why)
 		conns.on_close();
 }
 
-int conn_open(int fd, bool sent_first, bool exact_reads)
+/* The peer as a mapped IPv6 address: one form for the lists, the
+ * per-source table and the log, whatever the listener's family. */
+void conn_set_peer(struct conn *c, const struct sockaddr *sa)
+{
+	struct sockaddr_in6 *p = &c->x->peer;
+
+	memset(p, 0, sizeof(*p));
+	if (sa && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		p->sin6_family = AF_INET6;
+		p->sin6_port = s4->sin_port;
+		p->sin6_addr.s6_addr[10] = 0xff;
+		p->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&p->sin6_addr.s6_addr[12], &s4->sin_addr, 4);
+	} else if (sa && sa->sa_family == AF_INET6) {
+		memcpy(p, sa, sizeof(*p));
+	} else {
+		p->sin6_family = AF_UNIX;
+	}
+}
+
+/* Whether c needs its extra state, from what it is and the settings. */
+static bool needs_extra(const struct conn_origin *o, const struct policy *p)
+{
+	return o->proxy || o->counted || p->log_connections || p->max_time_ms;
+}
+
+int conn_open(int fd, const struct conn_origin *o)
 {
 	struct conn *c;
 	int r;
 
-	if (fd < 0 || (size_t)fd >= conns.n_conns) {
+	if (fd < 0 || (size_t)fd >= conns.n_table) {
 		close(fd);
+		if (o->counted)
+			guard_release_conn(o->peer, o->peer_len);
 		return -EMFILE;
 	}
-	c = &conns.conns[fd];
+	c = &conns.table[fd];
+	assert(!(c->flags & C_OPEN)); /* the kernel never hands out an fd in use */
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
-	c->flags = C_OPEN | (exact_reads ? C_EXACT : 0);
+	c->flags = C_OPEN | (o->exact_reads ? C_EXACT : 0) | (o->proxy ? C_PROXY : 0) |
+		   (o->counted ? C_COUNTED : 0);
 	c->io.fn = conn_io;
-	c->idle.fn = conn_idle;
+	c->timer.fn = conn_timer_fn;
 	c->policy = conns.policy;
 	c->policy->refs++;
+	if (needs_extra(o, c->policy)) {
+		c->x = calloc(1, sizeof(*c->x));
+		if (!c->x) {
+			/* Not opened yet: undo by hand. */
+			policy_unref(c->policy);
+			memset(c, 0, sizeof(*c));
+			close(fd);
+			if (o->counted)
+				guard_release_conn(o->peer, o->peer_len);
+			return log_errno(LOG_LEVEL_WARNING, -ENOMEM, "cannot open a connection");
+		}
+		conn_set_peer(c, o->peer);
+		c->x->opened = conns.loop->now_ms;
+	}
 	conns.stats->current++;
 	conns.stats->total++;
 	if ((size_t)fd >= conns.hwm)
@@ -186,28 +210,24 @@ int conn_open(int fd, bool sent_first, bool exact_reads)
 	 * behind, and then kept, so epoll_ctl stays off the hot path. Data
 	 * that arrived before this call is reported too. */
 	r = loop_add(conns.loop, fd, CONN_EVENTS, &c->io);
-	if (r == 0 && c->policy->idle_timeout_ms) {
-		r = loop_timer_in(conns.loop, &c->idle, c->policy->idle_timeout_ms);
-	}
+	if (r == 0)
+		r = conn_arm_timer(c);
 	if (r < 0) {
-		log_warning("cannot register connection: %s", strerror(-r));
+		log_errno(LOG_LEVEL_WARNING, r, "cannot register connection");
 		conn_close(c, "registration failed");
 		return r;
 	}
 	log_debug("connection %d opened", fd);
-	if (sent_first)
+	if (o->sent_first)
 		conn_io(&c->io, EPOLLIN);
 	return 0;
-}
-
-static bool pending(const struct conn *c)
-{
-	return c->out || c->pipe;
 }
 
 static void sent(struct conn *c, ssize_t w)
 {
 	conns.stats->bytes += (uint64_t)w;
+	if (c->x)
+		c->x->bytes_out += (uint64_t)w;
 	c->last_active = conns.loop->now_ms;
 }
 
@@ -269,8 +289,7 @@ static int park(struct conn *c)
 	return 0;
 }
 
-/* Sends data straight back; keeps only what the kernel did not take. */
-static int echo(struct conn *c, const char *data, size_t n)
+int conn_echo(struct conn *c, const char *data, size_t n)
 {
 	/* MSG_NOSIGNAL: a vanished client must not raise SIGPIPE, whatever
 	 * the signal's disposition. */
@@ -282,6 +301,8 @@ static int echo(struct conn *c, const char *data, size_t n)
 		w = 0;
 	}
 	conns.stats->bytes += (uint64_t)w;
+	if (c->x)
+		c->x->bytes_out += (uint64_t)w;
 	if ((size_t)w == n)
 		return 0;
 	c->out = bufpool_get(&conns.pool, c->policy->buffer_size);
@@ -315,7 +336,7 @@ static int pump_splice(struct conn *c, int budget)
 			int e = errno;
 			pipepool_put(&conns.pipes, p);
 			c->pipe = NULL;
-			c->flags &= (uint8_t)~C_BLOCKED;
+			c->flags &= (uint16_t)~C_BLOCKED;
 			if (n == 0) {
 				c->flags |= C_EOF;
 				return 0;
@@ -323,6 +344,8 @@ static int pump_splice(struct conn *c, int budget)
 			return e == EAGAIN ? 0 : -e;
 		}
 		c->last_active = conns.loop->now_ms;
+		if (c->x)
+			c->x->bytes_in += (uint64_t)n;
 		p->len = (uint32_t)n;
 		r = flush(c);
 		if (r < 0)
@@ -366,7 +389,7 @@ static int pump(struct conn *c)
 		}
 		n = recv(c->fd, dst, room, 0);
 		if (n <= 0) {
-			c->flags &= (uint8_t)~C_BLOCKED;
+			c->flags &= (uint16_t)~C_BLOCKED;
 			if (n == 0) {
 				c->flags |= C_EOF;
 				return 0;
@@ -374,11 +397,13 @@ static int pump(struct conn *c)
 			return errno == EAGAIN ? 0 : -errno;
 		}
 		c->last_active = conns.loop->now_ms;
+		if (c->x)
+			c->x->bytes_in += (uint64_t)n;
 		transform_apply(c->policy->transform, dst, (size_t)n);
 		if (b) {
 			b->len += (uint32_t)n;
 		} else {
-			int r = echo(c, dst, (size_t)n);
+			int r = conn_echo(c, dst, (size_t)n);
 			if (r < 0)
 				return r;
 		}
@@ -388,7 +413,7 @@ static int pump(struct conn *c)
 			/* A short read drained the socket; the next data brings a
 			 * new edge, so no read just to see EAGAIN. If FIN has
 			 * arrived, this was the last of the data. */
-			c->flags &= (uint8_t)~C_BLOCKED;
+			c->flags &= (uint16_t)~C_BLOCKED;
 			if (c->flags & C_RDHUP)
 				c->flags |= C_EOF;
 			return 0;
@@ -405,7 +430,7 @@ static int pump(struct conn *c)
 	return 0;
 }
 
-static void conn_io(struct io *io, uint32_t events)
+void conn_io(struct io *io, uint32_t events)
 {
 	struct conn *c = container_of(io, struct conn, io);
 	int r;
@@ -414,16 +439,35 @@ static void conn_io(struct io *io, uint32_t events)
 		c->flags |= C_RDHUP;
 	if (events & EPOLLPRI)
 		c->flags |= C_EXACT | C_URGENT; /* for the rest of its life: rare */
-	if (pending(c)) {
+	if (c->flags & C_LINGER) {
+		/* FIN is sent: what the client still sends is not echoed,
+		 * only read, so that closing does not reset the echoes it
+		 * has not read yet. Its FIN ends it. */
+		ssize_t n;
+		while ((n = recv(c->fd, conns.scratch, SCRATCH_SIZE, 0)) > 0)
+			;
+		if (n == 0 || errno != EAGAIN)
+			conn_close(c, "max_connection_time");
+		return;
+	}
+	if (conn_pending(c)) {
 		r = flush(c);
 		if (r < 0) {
 			conn_close(c, strerror(-r));
 			return;
 		}
 	}
+	if (c->flags & C_PROXY) {
+		r = conn_read_proxy(c);
+		if (r <= 0) {
+			if (r < 0)
+				conn_close(c, "bad PROXY header");
+			return;
+		}
+	}
 	/* An EPOLLOUT-only edge needs no read, unless a full buffer had
 	 * stopped reading and the flush has made room. */
-	if (!(c->flags & C_EOF) &&
+	if (!(c->flags & (C_EOF | C_EXPIRED)) &&
 	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
 	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->out->cap)))) {
 		r = pump(c);
@@ -432,7 +476,7 @@ static void conn_io(struct io *io, uint32_t events)
 			return;
 		}
 	}
-	if (pending(c)) {
+	if (conn_pending(c)) {
 		if (!(c->flags & C_WOUT)) {
 			/* Re-arming also reports EPOLLOUT at once if the
 			 * client has caught up meanwhile: no edge is lost. */
@@ -445,54 +489,26 @@ static void conn_io(struct io *io, uint32_t events)
 		}
 		return;
 	}
-	if (c->flags & C_EOF)
+	if (c->flags & C_EXPIRED) {
+		/* All sent: FIN goes after the last echo. */
+		c->flags |= C_LINGER;
+		shutdown(c->fd, SHUT_WR);
+		conn_io(&c->io, 0);
+	} else if (c->flags & C_EOF) {
 		conn_close(c, "end of input");
-	else if ((c->flags & C_DRAIN) && !c->io.deferred &&
-		 conns.loop->now_ms - c->last_active >= DRAIN_QUIET_MS)
+	} else if ((c->flags & C_DRAIN) && !c->io.deferred &&
+		 conns.loop->now_ms - c->last_active >= DRAIN_QUIET_MS) {
 		/* Shutting down, all echoed, input drained, and the client
 		 * quiet for a while: a close now sends FIN, not a reset. One
 		 * that spoke recently is closed by the quiet timer once it
-		 * falls silent (conn_idle), or when it half-closes. */
+		 * falls silent, or when it half-closes. */
 		conn_close(c, "shutting down");
-}
-
-/* Lazy idle timer: activity only stores a time stamp; the timer checks
- * it when it fires and re-arms itself for the real deadline. While
- * shutting down it is the quiet timer: nothing pending, nothing read for
- * DRAIN_QUIET_MS, and the client is taken to have finished. */
-static void conn_idle(struct timer *t)
-{
-	struct conn *c = container_of(t, struct conn, idle);
-	bool draining = c->flags & C_DRAIN;
-	uint64_t due = c->last_active + (draining ? DRAIN_QUIET_MS : c->policy->idle_timeout_ms);
-
-	if (draining && due <= conns.loop->now_ms && (pending(c) || c->io.deferred))
-		/* Still at work, or waiting for the client to read (the
-		 * shutdown timeout bounds that): look again later. */
-		due = conns.loop->now_ms + DRAIN_QUIET_MS;
-	if (due > conns.loop->now_ms && loop_timer_at(conns.loop, t, due) == 0)
-		return;
-	conn_close(c, draining ? "shutting down" : "idle timeout");
-}
-
-void conn_drain_all(void)
-{
-	for (size_t fd = 0; fd < conns.hwm; fd++) {
-		struct conn *c = &conns.conns[fd];
-		if (!(c->flags & C_OPEN) || (c->flags & C_DRAIN))
-			continue;
-		c->flags |= C_DRAIN;
-		if (loop_timer_at(conns.loop, &c->idle, c->last_active + DRAIN_QUIET_MS) < 0) {
-			conn_close(c, "shutting down");
-			continue;
-		}
-		conn_io(&c->io, 0);
 	}
 }
 
 void conn_close_all(void)
 {
 	for (size_t fd = 0; fd < conns.hwm; fd++)
-		if (conns.conns[fd].flags & C_OPEN)
-			conn_close(&conns.conns[fd], "shutting down");
+		if (conns.table[fd].flags & C_OPEN)
+			conn_close(&conns.table[fd], "shutting down");
 }

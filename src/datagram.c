@@ -1,10 +1,12 @@
 #include "datagram.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "guard.h"
 #include "listener.h"
 #include "log.h"
 #include "transform.h"
@@ -19,7 +21,7 @@
 static struct {
 	struct loop *loop;
 	struct stats *stats;
-	int transform;
+	enum transform transform;
 	char *buf; /* DGRAM_BATCH * DGRAM_MAX, allocated on first use */
 } dgram;
 
@@ -35,46 +37,95 @@ void datagram_free(void)
 	dgram.buf = NULL;
 }
 
-void datagram_set_transform(int transform)
+void datagram_set_transform(enum transform transform)
 {
 	dgram.transform = transform;
+}
+
+/* Room for the control message a datagram arrives with: the address it
+ * was sent to (IP_PKTINFO or IPV6_PKTINFO, the larger). */
+struct pktinfo_space {
+	_Alignas(size_t) char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))]; /* cmsghdr's alignment */
+};
+
+/* Turns the destination the datagram arrived with into the source of its
+ * reply, in place: a wildcard socket on a host with several addresses
+ * then answers from the address the client wrote to, which is the only
+ * one the client accepts replies from. */
+static void reply_from_destination(struct msghdr *h)
+{
+	struct cmsghdr *cm;
+
+	if (h->msg_flags & MSG_CTRUNC)
+		h->msg_controllen = 0;
+	for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo *pi = (struct in_pktinfo *)CMSG_DATA(cm);
+			pi->ipi_spec_dst = pi->ipi_addr;
+			pi->ipi_ifindex = 0; /* let routing pick the way back */
+			h->msg_controllen = CMSG_SPACE(sizeof(*pi));
+			h->msg_control = cm;
+			return;
+		}
+		if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+			/* The interface stays: link-local addresses need it. */
+			h->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+			h->msg_control = cm;
+			return;
+		}
+	}
+	h->msg_control = NULL;
+	h->msg_controllen = 0;
 }
 
 static void datagram_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
-	struct mmsghdr msgs[DGRAM_BATCH];
+	struct mmsghdr in[DGRAM_BATCH], out[DGRAM_BATCH];
 	struct sockaddr_storage peers[DGRAM_BATCH];
 	struct iovec iov[DGRAM_BATCH];
+	struct pktinfo_space ctl[DGRAM_BATCH];
 
 	if (!dgram.buf && !(dgram.buf = malloc((size_t)DGRAM_BATCH * DGRAM_MAX))) {
 		log_err("out of memory for datagrams on %s", l->name);
 		return;
 	}
 	for (int batch = 0; batch < DGRAM_BATCHES_PER_EVENT; batch++) {
+		int n, m = 0;
+
 		for (int i = 0; i < DGRAM_BATCH; i++) {
 			iov[i].iov_base = dgram.buf + (size_t)i * DGRAM_MAX;
 			iov[i].iov_len = DGRAM_MAX;
-			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-			msgs[i].msg_hdr.msg_name = &peers[i];
-			msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
-			msgs[i].msg_hdr.msg_iov = &iov[i];
-			msgs[i].msg_hdr.msg_iovlen = 1;
+			memset(&in[i].msg_hdr, 0, sizeof(in[i].msg_hdr));
+			in[i].msg_hdr.msg_name = &peers[i];
+			in[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+			in[i].msg_hdr.msg_iov = &iov[i];
+			in[i].msg_hdr.msg_iovlen = 1;
+			in[i].msg_hdr.msg_control = ctl[i].buf;
+			in[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
 		}
-		int n = recvmmsg(l->fd, msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
+		n = recvmmsg(l->fd, in, DGRAM_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0) {
 			if (n < 0 && errno != EAGAIN)
 				log_debug("receive on %s failed: %s", l->name, strerror(errno));
 			return;
 		}
+		dgram.stats->udp_datagrams += (uint64_t)n;
 		for (int i = 0; i < n; i++) {
-			iov[i].iov_len = msgs[i].msg_len;
-			transform_apply(dgram.transform, iov[i].iov_base, msgs[i].msg_len);
+			struct msghdr *h = &in[i].msg_hdr;
+			if (!guard_admit_datagram(h->msg_name, h->msg_namelen, dgram.loop->now_ms))
+				continue;
+			iov[i].iov_len = in[i].msg_len;
+			transform_apply(dgram.transform, iov[i].iov_base, in[i].msg_len);
+			reply_from_destination(h);
+			out[m].msg_hdr = *h;
+			out[m].msg_hdr.msg_flags = 0;
+			m++;
 		}
 		/* UDP is lossy by design: what the kernel cannot take now
 		 * (or cannot route back) is dropped, never queued. */
-		for (int off = 0; off < n;) {
-			int sent = sendmmsg(l->fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
+		for (int off = 0; off < m;) {
+			int sent = sendmmsg(l->fd, out + off, (unsigned)(m - off), MSG_DONTWAIT);
 			if (sent < 0) {
 				if (errno == EAGAIN)
 					break;
@@ -82,7 +133,7 @@ static void datagram_io(struct io *io, uint32_t events)
 				continue;
 			}
 			for (int i = off; i < off + sent; i++)
-				dgram.stats->bytes += msgs[i].msg_len;
+				dgram.stats->bytes += out[i].msg_len;
 			off += sent;
 		}
 		if (n < DGRAM_BATCH)

@@ -4,12 +4,13 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "loop.h"
 #include "stats.h"
 
 void datagram_init(struct loop *loop, struct stats *stats);
 void datagram_free(void);
-void datagram_set_transform(int transform);
+void datagram_set_transform(enum transform transform);
 
 struct listener;
 /* Puts a UDP listener in the loop. 0 or -errno. */

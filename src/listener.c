@@ -17,9 +17,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-/* How long the kernel holds back a client that has connected but sent
- * nothing (TCP_DEFER_ACCEPT, in seconds): after that it is accepted. */
-#define DEFER_ACCEPT_S 1
 /* Keepalive probes after the first: every KEEPALIVE_INTERVAL_S seconds,
  * and a peer that answers none of KEEPALIVE_PROBES is gone. */
 #define KEEPALIVE_INTERVAL_S 10
@@ -101,10 +98,43 @@ static void fill_name(struct listener *l)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
-	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0)
-		address_format((struct sockaddr *)&ss, len, l->name, sizeof(l->name));
-	else
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0) {
 		snprintf(l->name, sizeof(l->name), "fd %d", l->fd);
+		return;
+	}
+	address_format((struct sockaddr *)&ss, len, l->name, sizeof(l->name));
+	if (ss.ss_family == AF_INET)
+		l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	else if (ss.ss_family == AF_INET6)
+		l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Datagram sockets report the address each datagram was sent to, which
+ * its reply is sent from (IP_PKTINFO; IPV6_RECVPKTINFO, and on a dual
+ * stack socket IP_PKTINFO too, for its IPv4 peers). */
+static int set_udp_options(int fd, int family)
+{
+	if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) < 0)
+		return -errno;
+	if (set_int(fd, IPPROTO_IP, IP_PKTINFO, 1) < 0 && family == AF_INET)
+		return -errno;
+	return 0;
+}
+
+/* The socket file gets unix_mode from the start (umask around bind: no
+ * window with other permissions), then unix_group. */
+static int bind_unix(int fd, const struct listen_addr *a, const struct listen_options *o)
+{
+	const char *path = ((const struct sockaddr_un *)&a->sa)->sun_path;
+	mode_t old = umask(~o->unix_mode & 0777);
+	int r = bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 ? -errno : 0;
+
+	umask(old);
+	if (r == 0 && path[0] && o->unix_gid != (gid_t)-1 && chown(path, (uid_t)-1, o->unix_gid) < 0) {
+		r = -errno;
+		unlink(path);
+	}
+	return r;
 }
 
 static int open_socket(struct listen_addr *a, const struct listen_options *o, struct listener *l)
@@ -135,6 +165,9 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 			return -errno;
 		if (o->reuse_port && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0)
 			return -errno;
+		/* Binds an address not (yet) on any interface. */
+		if (o->free_bind && set_int(fd, IPPROTO_IP, IP_FREEBIND, 1) < 0)
+			return -errno;
 		/* "[::]" serves IPv4 too, whatever the sysctl default says; a
 		 * specific IPv6 address serves only itself. */
 		if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->wildcard_v6 ? 0 : 1) < 0)
@@ -147,15 +180,25 @@ static int open_socket(struct listen_addr *a, const struct listen_options *o, st
 			 * the accept when its first bytes arrive: accepting and
 			 * reading them then take one wakeup, not two (Apache
 			 * httpd defers its accepts the same way). */
-			if (set_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, DEFER_ACCEPT_S) < 0)
+			if (o->defer_accept_s &&
+			    set_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, (int)o->defer_accept_s) < 0)
 				return -errno;
-			l->defer_accept = true;
+			l->defer_accept = o->defer_accept_s > 0;
+		} else {
+			int r = set_udp_options(fd, family);
+			if (r < 0)
+				return r;
 		}
 	} else {
 		remove_stale_socket(a);
 	}
-	if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0)
+	if (family == AF_UNIX) {
+		int r = bind_unix(fd, a, o);
+		if (r < 0)
+			return r;
+	} else if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
 		return -errno;
+	}
 	if (family == AF_UNIX && ((struct sockaddr_un *)&a->sa)->sun_path[0] != '\0') {
 		/* Remember which file bind created: at exit, only that one is
 		 * removed, not one another instance has put there since. */
@@ -207,6 +250,7 @@ int listener_open(const char *text, const struct listen_options *o, struct liste
 		return log_errno(LOG_LEVEL_ERR, -ENOMEM, "cannot listen on %s", text);
 	l->fd = -1;
 	l->kind = a.kind;
+	l->proxy = a.proxy;
 	snprintf(l->config_text, sizeof(l->config_text), "%s", text);
 	r = open_socket(&a, o, l);
 	if (r < 0) {
@@ -249,7 +293,7 @@ static int check_datagram(int fd, const struct sockaddr_storage *ss, socklen_t s
 	return 0;
 }
 
-static int adopt(int fd, const struct listen_options *o, struct listener **out)
+static int adopt(int fd, const char *name, const struct listen_options *o, struct listener **out)
 {
 	struct listener *l;
 	int type = 0, family;
@@ -291,6 +335,18 @@ static int adopt(int fd, const struct listen_options *o, struct listener **out)
 	l->fd = fd;
 	l->activated = true;
 	l->kind = type == SOCK_DGRAM ? LISTEN_UDP : family == AF_UNIX ? LISTEN_UNIX : LISTEN_TCP;
+	/* FileDescriptorName= says what a stream socket is for. */
+	if (type == SOCK_STREAM && name && strcmp(name, "proxy") == 0)
+		l->proxy = true;
+	else if (type == SOCK_STREAM && name && strcmp(name, "metrics") == 0)
+		l->metrics = true;
+	if (type == SOCK_DGRAM && family != AF_UNIX) {
+		int r = set_udp_options(fd, family);
+		if (r < 0) {
+			free(l);
+			return log_errno(LOG_LEVEL_ERR, r, "passed fd %d: cannot set UDP options", fd);
+		}
+	}
 	if (type == SOCK_STREAM && family != AF_UNIX) {
 		/* Not bind-time options: safe on an inherited socket. */
 		int defer = 0;
@@ -311,19 +367,24 @@ static int adopt(int fd, const struct listen_options *o, struct listener **out)
 
 int listener_adopt_all(struct listener **list, const struct listen_options *o)
 {
-	int n = sd_listen_fds(1);
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+	int r = 0;
 
 	if (n < 0)
 		return log_errno(LOG_LEVEL_ERR, n, "cannot read the sockets passed by the service manager");
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && r == 0; i++) {
 		struct listener *l;
-		int r = adopt(SD_LISTEN_FDS_START + i, o, &l);
-		if (r < 0)
-			return r;
-		l->next = *list;
-		*list = l;
+		r = adopt(SD_LISTEN_FDS_START + i, names ? names[i] : NULL, o, &l);
+		if (r == 0) {
+			l->next = *list;
+			*list = l;
+		}
 	}
-	return n;
+	for (int i = 0; names && i < n; i++)
+		free(names[i]);
+	free(names);
+	return r < 0 ? r : n;
 }
 #else
 int listener_adopt_all(struct listener **list, const struct listen_options *o)

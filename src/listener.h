@@ -24,6 +24,9 @@ struct listener {
 	dev_t path_dev;  /* ... if the file at its path is still that one */
 	ino_t path_ino;
 	bool defer_accept; /* TCP_DEFER_ACCEPT: accepted clients have sent data */
+	bool proxy;        /* connections begin with a PROXY protocol header */
+	bool metrics;      /* the metrics endpoint, not an echo listener */
+	uint16_t port;     /* TCP/UDP port, 0 for Unix */
 	char config_text[128]; /* the `listen` value it was opened for */
 	char name[ADDRESS_TEXT_MAX];
 	struct listener *next;
@@ -32,9 +35,13 @@ struct listener {
 struct listen_options {
 	int backlog;
 	bool reuse_port;
+	bool free_bind;
 	/* TCP keepalive on accepted connections: first probe after this
 	 * many seconds of silence, 0 = off. */
 	unsigned keepalive_s;
+	unsigned defer_accept_s; /* TCP_DEFER_ACCEPT, 0 = off */
+	mode_t unix_mode;        /* of socket files echod creates */
+	gid_t unix_gid;          /* their group, (gid_t)-1 = unchanged */
 };
 
 /* TCP options set on a listener (opened or adopted) for the connections

@@ -73,7 +73,7 @@ void notify_watchdog(void)
 
 void notify_status(const char *text)
 {
-	char msg[256];
+	char msg[320];
 
 	snprintf(msg, sizeof(msg), "STATUS=%s", text);
 	send_state(msg);

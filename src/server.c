@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "acceptor.h"
 #include "conn.h"
 #include "datagram.h"
+#include "guard.h"
 #include "listener.h"
 #include "listener_set.h"
 #include "log.h"
@@ -31,11 +33,12 @@ static struct {
 	bool activated;
 	const struct options *opts;
 	struct config cfg;
+	size_t fd_limit;
 	int sigfd;
 	struct io sig_io;
 	struct timer status_timer, watchdog_timer, shutdown_timer;
 	bool stopping;
-	char last_status[128];
+	char last_status[256];
 } server;
 
 static uint64_t wall_clock_ms(void)
@@ -61,16 +64,34 @@ static void conn_closed(void)
 /* Settings that apply to new connections and to datagrams. */
 static int apply_settings(const struct config *cfg)
 {
-	struct policy *p = policy_new((uint32_t)cfg->buffer_size, (int)cfg->transform, cfg->idle_timeout_ms);
+	struct policy *p = policy_new(cfg);
+	int r;
 
 	if (!p)
 		return -ENOMEM;
+	r = guard_configure(cfg, cfg->max_connections ? cfg->max_connections : server.fd_limit);
+	if (r < 0) {
+		policy_unref(p);
+		return r;
+	}
 	conn_set_policy(p);
 	policy_unref(p);
 	acceptor_set_limits(cfg->max_connections);
-	datagram_set_transform((int)cfg->transform);
-	log_set_level((enum log_level)cfg->log_level);
+	datagram_set_transform(cfg->transform);
+	log_set_level(cfg->log_level);
 	return 0;
+}
+
+/* The ports of echod's own UDP sockets, for the echo-loop filter. */
+static void update_udp_ports(void)
+{
+	uint16_t ports[CONFIG_MAX_LISTEN];
+	size_t n = 0;
+
+	for (struct listener *l = server.listeners; l && n < CONFIG_MAX_LISTEN; l = l->next)
+		if (l->kind == LISTEN_UDP && l->port)
+			ports[n++] = l->port;
+	guard_set_udp_ports(ports, n);
 }
 
 /* Every periodic timer re-arms itself through here. The heap grows only
@@ -84,11 +105,24 @@ static void rearm(struct timer *t, uint64_t delay_ms, const char *what)
 		log_errno(LOG_LEVEL_ERR, r, "cannot arm the %s timer", what);
 }
 
+/* "3 connections, 10 served, 4096 bytes echoed", then the refusals and
+ * drops that happened, by reason: "; refused: acl 2, udp_rate 7". */
 static void format_status(char *buf, size_t size)
 {
-	snprintf(buf, size, "%llu connections, %llu served, %llu bytes echoed",
-		 (unsigned long long)server.stats.current, (unsigned long long)server.stats.total,
-		 (unsigned long long)server.stats.bytes);
+	const struct stats *st = &server.stats;
+	int n = snprintf(buf, size, "%llu connections, %llu served, %llu bytes echoed",
+			 (unsigned long long)st->current, (unsigned long long)st->total,
+			 (unsigned long long)st->bytes);
+	const char *lead = "; refused: ";
+
+	for (int r = 0; r < REFUSE_N && n > 0 && (size_t)n < size; r++) {
+		if (!st->refused[r])
+			continue;
+		n += snprintf(buf + n, size - (size_t)n, "%s%s %llu", lead,
+			      refusal_reason_name((enum refusal_reason)r),
+			      (unsigned long long)st->refused[r]);
+		lead = ", ";
+	}
 }
 
 static void status_tick(struct timer *t)
@@ -170,13 +204,41 @@ static void begin_shutdown(int sig)
 	}
 }
 
-static struct listen_options listen_options_of(const struct config *cfg)
+/* unix_group: a number, or a name looked up now (at start and reload). */
+static int resolve_group(const char *text, gid_t *gid)
 {
-	return (struct listen_options){
+	char *end;
+	unsigned long v;
+
+	*gid = (gid_t)-1;
+	if (!text[0])
+		return 0;
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (*end == '\0' && errno == 0 && v < (gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	struct group *g = getgrnam(text);
+	if (!g) {
+		log_err("unix_group: no such group '%s'", text);
+		return -ENOENT;
+	}
+	*gid = g->gr_gid;
+	return 0;
+}
+
+static int listen_options_of(const struct config *cfg, struct listen_options *o)
+{
+	*o = (struct listen_options){
 		.backlog = (int)cfg->backlog,
 		.reuse_port = cfg->reuse_port,
-		.keepalive_s = 60,
+		.free_bind = cfg->free_bind,
+		.keepalive_s = cfg->tcp_keepalive_s,
+		.defer_accept_s = cfg->defer_accept_s,
+		.unix_mode = (mode_t)cfg->unix_mode,
 	};
+	return resolve_group(cfg->unix_group, &o->unix_gid);
 }
 
 /* The `listen` values of cfg as the array of strings listener_set takes. */
@@ -205,11 +267,13 @@ static void reload(void)
 	if (!server.activated) {
 		const char *texts[CONFIG_MAX_LISTEN];
 		size_t n = listen_texts(cfg, texts);
-		struct listen_options o = listen_options_of(cfg);
-		if (listener_set_reconcile(&server.listeners, texts, n, &o, &hooks) < 0) {
+		struct listen_options o;
+		if (listen_options_of(cfg, &o) < 0 ||
+		    listener_set_reconcile(&server.listeners, texts, n, &o, &hooks) < 0) {
 			log_warning("reload failed, keeping the current configuration");
 			goto done;
 		}
+		update_udp_ports();
 	}
 	if (apply_settings(cfg) < 0) {
 		log_err("reload: out of memory");
@@ -217,6 +281,12 @@ static void reload(void)
 	}
 	server.cfg = *cfg;
 	log_notice("configuration reloaded from %s", server.opts->config_path);
+	{
+		/* The lists apply to the connections already open, too. */
+		size_t n = conn_recheck_acl();
+		if (n)
+			log_notice("closed %zu connection(s) the new allow/deny lists refuse", n);
+	}
 done:
 	free(cfg);
 	notify_ready();
@@ -302,10 +372,13 @@ static size_t raise_fd_limit(void)
 
 static int open_listeners(void)
 {
-	struct listen_options o = listen_options_of(&server.cfg);
+	struct listen_options o;
 	const char *texts[CONFIG_MAX_LISTEN];
-	int n = listener_adopt_all(&server.listeners, &o);
+	int n = listen_options_of(&server.cfg, &o);
 
+	if (n < 0)
+		return n;
+	n = listener_adopt_all(&server.listeners, &o);
 	if (n < 0)
 		return n;
 	if (n > 0) {
@@ -335,7 +408,9 @@ int server_run(const struct options *opts, const struct config *cfg)
 		log_errno(LOG_LEVEL_ERR, r, "cannot create the event loop");
 		return 1;
 	}
-	r = conn_table_init(&server.loop, raise_fd_limit(), &server.stats, conn_closed);
+	server.fd_limit = raise_fd_limit();
+	guard_init(&server.stats);
+	r = conn_table_init(&server.loop, server.fd_limit, &server.stats, conn_closed);
 	if (r < 0) {
 		log_errno(LOG_LEVEL_ERR, r, "cannot allocate the connection table");
 		goto out;
@@ -361,6 +436,7 @@ int server_run(const struct options *opts, const struct config *cfg)
 	for (struct listener *l = server.listeners; l; l = l->next)
 		if (serve_listener(l) < 0)
 			goto out;
+	update_udp_ports();
 
 	/* Every listener is in the loop: connections will be served. */
 	notify_ready();
@@ -383,6 +459,7 @@ out:
 	server.stopping = false;
 	conn_table_free();
 	datagram_free();
+	guard_free();
 	if (server.sigfd >= 0)
 		close(server.sigfd);
 	loop_close(&server.loop);

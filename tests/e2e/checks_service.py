@@ -30,13 +30,13 @@ def socket_start(box):
             if f.read() != inside:
                 raise Failure('%s in the container differs from the installed one' % frag)
     exe = box.show('echod.service', 'ExecStart').get('ExecStart', '')
-    if not re.search(r'\bpath=/usr/bin/echod ', exe):
-        raise Failure('echod.service runs %r, not /usr/bin/echod' % exe)
-    inside = text(box.cexec('sha256sum', '/usr/bin/echod').stdout).split()[0]
-    with open(box.staged['/usr/bin/echod'], 'rb') as f:
+    if not re.search(r'\bpath=/usr/sbin/echod ', exe):
+        raise Failure('echod.service runs %r, not /usr/sbin/echod' % exe)
+    inside = text(box.cexec('sha256sum', '/usr/sbin/echod').stdout).split()[0]
+    with open(box.staged['/usr/sbin/echod'], 'rb') as f:
         if hashlib.sha256(f.read()).hexdigest() != inside:
-            raise Failure('/usr/bin/echod in the container differs from the installed one')
-    return 'socket active on %s; service inactive; units from %s run /usr/bin/echod' % (
+            raise Failure('/usr/sbin/echod in the container differs from the installed one')
+    return 'socket active on %s; service inactive; units from %s run /usr/sbin/echod' % (
         s['Listen'], os.path.dirname(v['FragmentPath']))
 
 
@@ -103,25 +103,60 @@ def reload(box, pattern):
     box.cexec('systemctl', 'reload', 'echod.service')
     if not box.wait_journal(pattern, n + 1):
         raise Failure('no journal line matching %r after systemctl reload' % pattern)
+    check_running(box, pid, 'after reload')
+    return pid
+
+
+def check_running(box, pid, when):
+    """echod.service is active and running, still as MainPID pid."""
     st = box.show('echod.service', 'ActiveState', 'SubState', 'MainPID')
     if (st['ActiveState'], st['SubState']) != ('active', 'running') or st['MainPID'] != pid:
-        raise Failure('after reload: %s/%s MainPID %s (was %s)' % (
-            st['ActiveState'], st['SubState'], st['MainPID'], pid))
+        raise Failure('%s: %s/%s MainPID %s (was %s)' % (
+            when, st['ActiveState'], st['SubState'], st['MainPID'], pid))
+
+
+def reload_to_upper(box, write_conf, conf, line):
+    """Writes conf (transform = upper) with write_conf, reloads, and checks
+    that line comes back upper-cased. Returns echod's MainPID."""
+    write_conf(conf)
+    pid = reload(box, r'^configuration reloaded from ' + re.escape(CONF_PATH))
+    got = box.echo(line)
+    if got != line.upper():
+        raise Failure('after reload with transform = upper, got %r' % got)
     return pid
 
 
 def reload_upper(box):
-    box.write_conf('# echod end-to-end test\ntransform = upper\nlog_level = info\n')
-    pid = reload(box, r'^configuration reloaded from ' + re.escape(CONF_PATH))
-    got = box.echo(b'Hello, echod 123\n')
-    if got != b'HELLO, ECHOD 123\n':
-        raise Failure('after reload with transform = upper, got %r' % got)
+    pid = reload_to_upper(box, box.write_conf,
+                          '# echod end-to-end test\ntransform = upper\nlog_level = info\n',
+                          b'Hello, echod 123\n')
     return 'transform = upper applied to the next connection (MainPID %s kept)' % pid
+
+
+def reload_refused(box):
+    """systemctl reload with a broken file: ExecReload= checks the file
+    first, so the reload fails and the journal says why; echod is not
+    signalled and keeps running. Returns (systemctl's result, MainPID)."""
+    error = r'^' + re.escape(CONF_PATH) + r':\d+: '
+    n = box.count_journal(error)
+    pid = box.show('echod.service', 'MainPID')['MainPID']
+    p = box.cexec('systemctl', 'reload', 'echod.service', check=False, stderr=subprocess.STDOUT)
+    if p.returncode == 0:
+        raise Failure('systemctl reload with a broken file succeeded')
+    if not box.wait_journal(error, n + 1):
+        raise Failure('no configuration error in the journal after the failed reload')
+    check_running(box, pid, 'after the failed reload')
+    return p, pid
 
 
 def reload_broken(box):
     box.write_conf('# echod end-to-end test\ntransform = sideways\nlog_level = info\n')
-    pid = reload(box, r'^reload failed, keeping the current configuration')
+    p, pid = reload_refused(box)
+    # SIGHUP sent directly: echod itself rejects the file.
+    n = box.count_journal(r'^reload failed, keeping the current configuration')
+    box.cexec('systemctl', 'kill', '--kill-who=main', '-s', 'SIGHUP', 'echod.service')
+    if not box.wait_journal(r'^reload failed, keeping the current configuration', n + 1):
+        raise Failure('no "reload failed" line after SIGHUP with a broken file')
     got = box.echo(b'still upper\n')
     if got != b'STILL UPPER\n':
         raise Failure('after a broken reload, got %r (want the old transform)' % got)
@@ -131,7 +166,8 @@ def reload_broken(box):
     got = box.echo(b'Lower Again\n')
     if got != b'Lower Again\n':
         raise Failure('after restoring transform = none, got %r' % got)
-    return 'broken file rejected, service running (MainPID %s), still upper-casing' % pid
+    return ('systemctl reload failed (exit %d), SIGHUP rejected the file, service running '
+            '(MainPID %s), still upper-casing' % (p.returncode, pid))
 
 
 def stop(box):

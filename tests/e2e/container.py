@@ -84,8 +84,8 @@ class Container:
         os.chmod(self.workdir, 0o755)
         self.installed_from, staging = stage(self.build_root, self.source_root, self.workdir)
         files = staged_files(staging)
-        if '/usr/bin/echod' not in files:
-            raise Failure('meson install did not install /usr/bin/echod: %s' % sorted(files))
+        if '/usr/sbin/echod' not in files:
+            raise Failure('meson install did not install /usr/sbin/echod: %s' % sorted(files))
         self.units = {}
         for unit in ('echod.socket', 'echod.service'):
             for d in UNIT_DIRS:
@@ -105,6 +105,17 @@ class Container:
             f.write(content)
         os.chmod(self.conf, 0o644)
 
+    def binds(self):
+        """nspawn options that put what is tested into the container: the
+        installed files read-only, the test configuration writable."""
+        args = []
+        for dest, src in sorted(self.staged.items()):
+            if dest == CONF_PATH:
+                continue
+            args.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
+        args.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        return args
+
     def boot(self):
         for mount, path in self.hierarchies:
             d = os.path.join(mount + path, self.name)
@@ -114,11 +125,7 @@ class Container:
         cmd = ['systemd-nspawn', '--quiet', '--directory=' + self.tree,
                '--machine=' + self.name, '--boot', '--register=no', '--keep-unit',
                '--private-network', '--volatile=overlay', '--console=read-only']
-        for dest, src in sorted(self.staged.items()):
-            if dest == CONF_PATH:
-                continue
-            cmd.append('--bind-ro=%s:%s' % (nspawn_escape(src), nspawn_escape(dest)))
-        cmd.append('--bind=%s:%s' % (nspawn_escape(self.conf), CONF_PATH))
+        cmd += self.binds()
         cgroups = list(self.cgroups)
 
         def enter_cgroup():

@@ -27,17 +27,16 @@ Exit status: 0 all checks passed, 1 a check failed, 77 cannot run here.
 # The parts: common.py (constants, logging, host commands), host.py
 # (mounts, stray processes, cgroups), tree.py (the debootstrap cache),
 # stage.py ('meson install' staging), container.py (boot, nsenter, journal,
-# tear-down), checks_*.py (the checks, each a function of the Container).
+# tear-down), session.py (one run: the checks in order, the summary),
+# checks_*.py (the checks, each a function of the Container). package.py
+# is the same run for the Debian package.
 
-import os
-import signal
 import sys
-import time
 
 import checks_service
 import checks_system
-from common import SKIP, Failure, Interrupted, Skip, log, on_signal
 from container import Container
+from session import run_checks
 
 # In this order: each check leaves the service as the next one expects.
 CHECKS = [
@@ -55,44 +54,5 @@ CHECKS = [
 ]
 
 
-def main():
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    t0 = time.monotonic()
-    box = Container()
-    failed = interrupted = False
-    try:
-        box.preflight()
-        box.setup()
-        box.boot()
-        for name, fn in CHECKS:
-            box.check(name, lambda: fn(box))
-        failed = not all(ok for _, ok in box.results)
-    except Skip as e:
-        log('SKIP: %s' % e)
-        box.cleanup()
-        return SKIP
-    except Failure as e:
-        log('FAIL setup: %s' % e)
-        failed = True
-    except Interrupted as e:
-        log('FAIL interrupted by %s' % e)
-        failed = interrupted = True
-    try:
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        if failed or os.environ.get('ECHOD_E2E_JOURNAL'):
-            box.dump_journal()
-    finally:
-        box.cleanup()
-    n_ok = len([1 for _, ok in box.results if ok])
-    log('# %d of %d checks passed%s in %.1f s (container tree: %s)' % (
-        n_ok, len(box.results), ' before the interruption' if interrupted else '',
-        time.monotonic() - t0,
-        ('made in %.0f s' % box.tree_time) if box.tree_made else
-        'cached' if box.tree else 'none'))
-    return 1 if failed else 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_checks(Container(), CHECKS))

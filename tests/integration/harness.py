@@ -18,4 +18,4 @@ from lib.check import show as _show  # noqa: E402,F401
 from lib.client import *  # noqa: E402,F401,F403
 from lib.daemon import *  # noqa: E402,F401,F403
 from lib.kernel import *  # noqa: E402,F401,F403
-from lib.runner import SKIP, case, main  # noqa: E402,F401
+from lib.runner import SKIP, case, in_private_netns, main  # noqa: E402,F401

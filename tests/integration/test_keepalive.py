@@ -2,9 +2,7 @@
 """TCP keepalive: peers that vanish without FIN or RST are reaped, so no
 connection is held for ever (with the defaults too)."""
 
-import os
 import subprocess
-import sys
 import time
 
 import harness
@@ -30,28 +28,12 @@ def keepalive_default():
         d.stop()
 
 
-def _in_private_netns():
-    """Re-runs this case inside a new network namespace with only loopback
-    (root only): there, taking loopback down makes a peer vanish."""
-    if os.environ.get("ECHOD_TEST_NETNS") == "1":
-        return True
-    if os.geteuid() != 0:
-        raise harness.Skip("needs root for a private network namespace")
-    r = subprocess.run(["unshare", "-n", sys.executable, sys.argv[0], sys.argv[1]],
-                       env=dict(os.environ, ECHOD_TEST_NETNS="1"))
-    if r.returncode == harness.EXIT_SKIP:
-        raise harness.Skip("inside the namespace")
-    check(r.returncode == 0, "the case inside its network namespace", "exit 0", r.returncode)
-    return False
-
-
-@harness.case(timeout=120, alone=True, listed=False)
+@harness.case(timeout=120)
 def keepalive_reaps_vanished_peer():
     """Peers that vanish without a FIN or RST (their packets stop, as when
     a host dies) are reaped by keepalive: echod's count returns to 0."""
-    if not _in_private_netns():
+    if not harness.in_private_netns():
         return
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with Daemon(config="tcp_keepalive = 1s\n") as d:
         d.start()
         socks = [d.connect() for _ in range(20)]

@@ -9,52 +9,56 @@
 Exit status: 0 pass, 1 fail, 77 skip (meson's convention).
 """
 
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
 
-from lib.check import Failure, Skip
+from lib.check import Failure, Skip, check
 from lib.daemon import dump_logs, kill_all, started
 
 SKIP = 77
 
-# name -> function, in the order of the file
+# module name -> {case name -> function}, in the order of the file: a
+# test file may import another's helpers without taking its cases.
 REGISTRY = {}
 
 
-def case(name=None, *, timeout=60, alone=False, listed=True):
+def case(name=None, *, timeout=60, alone=False):
     """Declares a case. name defaults to the function's name (without a
     leading 'case_'); timeout is meson's, in seconds; alone keeps other
     tests from running beside it (it needs the CPUs, many fds, or measures
-    the daemon's CPU time and memory); a case that is not listed is left
-    out of --list, so meson has no test for it: it runs by hand only."""
+    the daemon's CPU time and memory)."""
     def register(fn):
         n = name or fn.__name__
         if not name and n.startswith("case_"):
             n = n[len("case_"):]
-        if n in REGISTRY:
+        cases = REGISTRY.setdefault(fn.__module__, {})
+        if n in cases:
             raise ValueError("case %r is declared twice" % n)
-        fn.case_name, fn.timeout, fn.alone, fn.listed = n, timeout, alone, listed
-        REGISTRY[n] = fn
+        fn.case_name, fn.timeout, fn.alone = n, timeout, alone
+        cases[n] = fn
         return fn
     return register
 
 
 def list_cases(cases):
     for n, fn in cases.items():
-        if not fn.listed:
-            continue
         print("%s %d %s" % (n, fn.timeout, "alone" if fn.alone else "parallel"))
 
 
 def main(cases=None, timeout=300):
     """Runs the cases the command line names (see the module's doc).
-    cases: the registry (default) or a dict name -> function. timeout:
+    cases: the cases the running file declared (default) or a dict
+    name -> function. timeout:
     the runner's own limit per case in seconds (None: only meson's)."""
-    cases = REGISTRY if cases is None else cases
+    declared = REGISTRY.get("__main__", {})
+    cases = declared if cases is None else cases
     for n, fn in cases.items():
-        if n not in REGISTRY:  # a case from a dict, not declared with @case
+        if not hasattr(fn, "timeout"):  # from a dict, not declared with @case
             case(n)(fn)
     argv = sys.argv[1:]
     if argv == ["--list"]:
@@ -83,6 +87,25 @@ def main(cases=None, timeout=300):
     for n, args in runs:
         status = max(status, run_one(n, cases[n], args, timeout, len(runs) == 1))
     sys.exit(status)
+
+
+def in_private_netns(why="a private network namespace"):
+    """Re-runs the current case (argv[1]) in a new network namespace with
+    only loopback (up), root only; returns True inside it, False outside
+    once it passed there (the caller returns), and skips or fails as it did."""
+    if os.environ.get("ECHOD_TEST_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return True
+    if os.geteuid() != 0:
+        raise Skip("needs root for " + why)
+    if not shutil.which("unshare"):
+        raise Skip("no unshare(1)")
+    r = subprocess.run(["unshare", "-n", sys.executable, sys.argv[0], sys.argv[1]],
+                       env=dict(os.environ, ECHOD_TEST_NETNS="1"))
+    if r.returncode == SKIP:
+        raise Skip("inside the namespace")
+    check(r.returncode == 0, "the case inside its network namespace", "exit 0", r.returncode)
+    return False
 
 
 def run_one(name, fn, args, timeout, only):

@@ -290,5 +290,26 @@ def case_accept_error():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case("proxy-named", timeout=180)
+@sdtest.needs_systemd
+def case_proxy_named():
+    """A socket passed with FileDescriptorName=proxy is a PROXY listener:
+    the header is read, not echoed."""
+    s = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod([], fds=[s], env={"LISTEN_FDNAMES": "proxy"})
+    proc.wait_stderr(r"echod: ready$")
+    header = b"PROXY TCP4 192.0.2.1 192.0.2.2 5555 7\r\n"
+    with socket.create_connection(s.getsockname()[:2], timeout=5) as c:
+        c.sendall(header + b"behind a balancer")
+        got = b""
+        while len(got) < len(b"behind a balancer"):
+            chunk = c.recv(100)
+            if not chunk:
+                break
+            got += chunk
+    check(got == b"behind a balancer", "echo behind a proxy-named socket: %r" % got)
+    sdtest.stop_echod(proc)
+
+
 if __name__ == "__main__":
     sdtest.run_cases()

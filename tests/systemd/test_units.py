@@ -3,9 +3,9 @@
 systemd-analyze security rates the services at an exposure of 1.0 or lower.
 
 Usage: test_units.py verify|security UNIT... [MANPAGE...]
-The units are the configured ones (as installed); their ExecStart= is
-pointed at the built echod ($ECHOD), since verify requires the binary to
-exist. Man pages (*.5, *.8) given are put on MANPATH so that verify also
+The units are the configured ones (as installed); their ExecStart= and
+ExecReload= commands are pointed at the built echod ($ECHOD), since
+verify requires the binaries to exist. Man pages (*.5, *.8) given are put on MANPATH so that verify also
 checks that every Documentation=man: page resolves to ours.
 """
 
@@ -33,10 +33,19 @@ def prepare(args):
     for path in units:
         with open(path) as f:
             text = f.read()
-        check("@bindir@" not in text, "%s: @bindir@ was not substituted" % path)
-        text, n = re.subn(r"^(ExecStart=[-@:+!]*)\S+/echod\b", r"\g<1>" + echod, text, flags=re.M)
+        check("@sbindir@" not in text, "%s: @sbindir@ was not substituted" % path)
         if path.endswith(".service"):
-            check(n == 1, "%s: expected one ExecStart= running .../echod, found %d" % (path, n))
+            starts = re.findall(r"^ExecStart=[-@:+!]*(\S+)", text, flags=re.M)
+            check(len(starts) == 1 and starts[0].endswith("/sbin/echod"),
+                  "%s: expected one ExecStart= running .../sbin/echod, found %s" % (path, starts))
+            # A reload checks the file before signalling the daemon, so
+            # that 'systemctl reload' fails on a broken one.
+            reloads = re.findall(r"^ExecReload=(.*)$", text, flags=re.M)
+            check(len(reloads) == 2 and reloads[0] == starts[0] + " -t -q"
+                  and "kill -HUP $MAINPID" in reloads[1],
+                  "%s: expected ExecReload= '%s -t -q' then the kill, found %s"
+                  % (path, starts[0], reloads))
+        text = re.sub(r"^(Exec[A-Za-z]+=[-@:+!]*)\S+/echod\b", r"\g<1>" + echod, text, flags=re.M)
         name = os.path.basename(path)
         with open(os.path.join(unitdir, name), "w") as f:
             f.write(text)

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""PROXY protocol listeners (proxy:ADDR): the header is read (in pieces
+too), never echoed; the address it carries is what allow/deny, the
+per-source cap and the connection log use; bad, late, oversized or
+untrusted headers close the connection and are counted under `proxy`."""
+
+import socket
+import struct
+import time
+
+import harness
+from harness import Daemon, check, check_equal
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v1(src="192.0.2.1", dst="192.0.2.2", sport=5555, dport=7):
+    fam = "TCP6" if ":" in src else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+def v2(src="2001:db8::1", dst="2001:db8::2", sport=6666, dport=7, tlvs=b"", command=0x21):
+    if ":" in src:
+        addr = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+        fam = 0x21
+    else:
+        addr = socket.inet_aton(src) + socket.inet_aton(dst)
+        fam = 0x11
+    body = addr + struct.pack("!HH", sport, dport) + tlvs
+    return V2_SIG + bytes([command, fam]) + struct.pack("!H", len(body)) + body
+
+
+def _daemon(config=""):
+    return Daemon(config="log_connections = yes\n" + config, listen=["proxy:127.0.0.1:0"])
+
+
+def _closed_without_echo(s, what):
+    s.settimeout(6)
+    try:
+        got = s.recv(100)
+    except ConnectionResetError:
+        return
+    except socket.timeout:
+        harness.fail(what, "closed, no byte", "still open after 6 s")
+    check_equal(what + ": bytes back", b"", got)
+
+
+@harness.case()
+def header_not_echoed():
+    """v1 and v2 (IPv4, IPv6, with TLVs, LOCAL, UNKNOWN): only what
+    follows the header comes back; the log shows the header's client."""
+    with _daemon() as d:
+        d.start()
+        cases = [
+            (v1(), "192.0.2.1:5555"),
+            (v1("2001:db8::7", "2001:db8::8", 4444, 7), "[2001:db8::7]:4444"),
+            (v2(), "[2001:db8::1]:6666"),
+            (v2("198.51.100.9", "198.51.100.10", 7777, 7, tlvs=b"\x01\x00\x02h2\x04\x00\x00"),
+             "198.51.100.9:7777"),
+            (b"PROXY UNKNOWN\r\n", "127.0.0.1:"),
+            (v2(command=0x20), "127.0.0.1:"),
+        ]
+        for header, who in cases:
+            s = d.connect()
+            payload = b"payload after %r" % header[:12]
+            s.sendall(header + payload)
+            got = harness.recv_exact(s, len(payload), timeout=5, what="echo after the header")
+            harness.check_bytes("echo after a PROXY header (%r)" % header[:20], payload, got)
+            since = d.mark()
+            s.close()
+            d.wait_log(r"connection from %s" % who.replace("[", r"\[").replace("]", r"\]"),
+                       timeout=5, since=since)
+        d.stop()
+
+
+@harness.case()
+def header_in_pieces():
+    """A header that arrives byte by byte, then data: echoed exactly."""
+    with _daemon() as d:
+        d.start()
+        for header in (v1(), v2()):
+            s = d.connect()
+            for i in range(len(header)):
+                s.send(header[i:i + 1])
+                time.sleep(0.002)
+            harness.echo(s, b"after a slow header\n")
+            s.close()
+        d.stop()
+
+
+@harness.case()
+def bad_headers():
+    """Malformed, missing, oversized, late: closed without a byte, counted."""
+    with _daemon() as d:
+        d.start()
+        bad = [
+            b"hello, no header at all\r\n",
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 99999 7\r\n",
+            b"PROXY TCP4 300.0.2.1 192.0.2.2 1 7\r\n",
+            V2_SIG + b"\x21\x11" + struct.pack("!H", 5000) + b"\x00" * 5000,
+            V2_SIG + b"\x21\x31" + struct.pack("!H", 0),
+        ]
+        for header in bad:
+            s = d.connect()
+            try:
+                s.sendall(header)
+            except OSError:
+                pass
+            _closed_without_echo(s, "a bad header %r" % header[:24])
+            s.close()
+        late = d.connect()
+        late.sendall(b"PROXY TCP4 ")  # and nothing more
+        t0 = time.monotonic()
+        _closed_without_echo(late, "a header that never ends")
+        waited = time.monotonic() - t0
+        check(2 <= waited <= 6, "a late header is closed after about 3 s", "2 .. 6 s",
+              "%.1f s" % waited)
+        counts = d.full_stats()[2]
+        check_equal("proxy refusals counted", len(bad) + 1, counts["proxy"])
+        d.stop()
+
+
+@harness.case()
+def lists_use_header_address():
+    """deny and max_connections_per_source apply to the header's source,
+    not to the balancer's address."""
+    with _daemon("deny = 192.0.2.66\nmax_connections_per_source = 2\n") as d:
+        d.start()
+        s = d.connect()
+        s.sendall(v1("192.0.2.66") + b"let me in")
+        _closed_without_echo(s, "a denied client behind the balancer")
+        held = []
+        for i in range(2):
+            c = d.connect()
+            c.sendall(v1("192.0.2.5", sport=1000 + i) + b"x")
+            harness.check_bytes("client %d of 192.0.2.5" % i, b"x", harness.recv_exact(c, 1))
+            held.append(c)
+        third = d.connect()
+        third.sendall(v1("192.0.2.5", sport=1002) + b"x")
+        _closed_without_echo(third, "a third connection of 192.0.2.5 (cap 2)")
+        other = d.connect()
+        other.sendall(v1("192.0.2.6") + b"y")
+        harness.check_bytes("another client behind the same balancer", b"y",
+                            harness.recv_exact(other, 1))
+        counts = d.full_stats()[2]
+        check_equal("refusals (acl, per_source)", (1, 1), (counts["acl"], counts["per_source"]))
+        d.stop()
+
+
+@harness.case()
+def untrusted_peer():
+    """A peer outside proxy_trusted may not send headers: closed."""
+    with _daemon("proxy_trusted = 10.0.0.0/8\n") as d:
+        d.start()
+        s = d.connect()
+        s.sendall(v1() + b"data")
+        _closed_without_echo(s, "a PROXY header from an untrusted peer")
+        check_equal("proxy refusals", 1, d.full_stats()[2]["proxy"])
+        d.stop()
+
+
+if __name__ == "__main__":
+    harness.main()
