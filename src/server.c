@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "acceptor.h"
+#include "build-config.h"
 #include "conn.h"
 #include "datagram.h"
 #include "guard.h"
@@ -20,6 +21,7 @@
 #include "listener_set.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics_server.h"
 #include "notify.h"
 #include "stats.h"
 #include "util.h"
@@ -30,6 +32,7 @@ static struct {
 	struct loop loop;
 	struct stats stats;
 	struct listener *listeners;
+	struct listener *metrics; /* the `metrics` listener echod opened, or NULL */
 	bool activated;
 	const struct options *opts;
 	struct config cfg;
@@ -154,8 +157,39 @@ static void shutdown_timeout(struct timer *t)
 	server.loop.stop = true;
 }
 
+/* ---- the metrics endpoint ---- */
+
+static int serve_metrics(struct listener *l)
+{
+	int r = metrics_server_start(l);
+
+	if (r < 0)
+		return r; /* logged */
+	log_info("serving metrics on %s (%s)", l->name, address_kind_name(l->kind));
+	return 0;
+}
+
+static const struct listener_hooks metrics_hooks = {
+	.start = serve_metrics,
+	.stop = metrics_server_stop,
+};
+
+/* A socket passed by the service manager under the name `metrics` takes
+ * the place of the `metrics` key. */
+static bool metrics_activated(void)
+{
+	for (struct listener *l = server.listeners; l; l = l->next)
+		if (l->metrics)
+			return true;
+	return false;
+}
+
+/* ---- listeners ---- */
+
 static int serve_listener(struct listener *l)
 {
+	if (l->metrics)
+		return serve_metrics(l);
 	int r = l->kind == LISTEN_UDP ? datagram_start(l) : acceptor_start(l);
 
 	if (r < 0)
@@ -166,7 +200,9 @@ static int serve_listener(struct listener *l)
 
 static void unserve_listener(struct listener *l)
 {
-	if (l->kind == LISTEN_UDP)
+	if (l->metrics)
+		metrics_server_stop(l);
+	else if (l->kind == LISTEN_UDP)
 		datagram_stop(l);
 	else
 		acceptor_stop(l);
@@ -190,6 +226,7 @@ static void begin_shutdown(int sig)
 	server.stopping = true;
 	notify_stopping();
 	log_notice("shutting down (%llu connections open)", (unsigned long long)server.stats.current);
+	listener_set_free(&server.metrics, &metrics_hooks);
 	listener_set_free(&server.listeners, &hooks);
 	conn_drain_all();
 	stop_if_drained();
@@ -249,10 +286,47 @@ static size_t listen_texts(const struct config *cfg, const char **texts)
 	return cfg->n_listen;
 }
 
+/* Opens cfg's `metrics` address onto *out (not served yet); nothing when
+ * it is off or a passed socket serves the metrics. 0 or -errno (logged). */
+static int open_metrics(const struct config *cfg, struct listener **out)
+{
+	const char *text = cfg->metrics;
+	struct listen_options o;
+	int r;
+
+	if (!text[0])
+		return 0;
+	if (metrics_activated()) {
+		log_info("using the metrics socket passed by the service manager; ignoring 'metrics'");
+		return 0;
+	}
+	r = listen_options_of(cfg, &o);
+	if (r < 0)
+		return r;
+	return listener_set_open(out, &text, 1, &o);
+}
+
+/* Serves what open_metrics() opened, in place of the current one. */
+static void swap_metrics(struct listener *fresh)
+{
+	listener_set_free(&server.metrics, &metrics_hooks);
+	server.metrics = fresh;
+	if (fresh && serve_metrics(fresh) < 0)
+		listener_set_free(&server.metrics, &metrics_hooks);
+}
+
+static bool metrics_changed(const struct config *cfg)
+{
+	return strcmp(cfg->metrics, server.metrics ? server.metrics->config_text : "") != 0 &&
+	       !metrics_activated();
+}
+
 static void reload(void)
 {
 	struct config *cfg = malloc(sizeof(*cfg));
 	char err[CONFIG_ERROR_MAX + 64];
+	struct listener *metrics = NULL;
+	bool new_metrics = false;
 
 	notify_reloading();
 	if (!cfg) {
@@ -264,16 +338,29 @@ static void reload(void)
 		log_warning("reload failed, keeping the current configuration");
 		goto done;
 	}
+	/* A new metrics address is opened first and served last: if it or
+	 * a `listen` address fails, nothing has changed. */
+	new_metrics = metrics_changed(cfg);
+	if (new_metrics && open_metrics(cfg, &metrics) < 0) {
+		log_warning("reload failed, keeping the current configuration");
+		goto done;
+	}
 	if (!server.activated) {
 		const char *texts[CONFIG_MAX_LISTEN];
 		size_t n = listen_texts(cfg, texts);
 		struct listen_options o;
 		if (listen_options_of(cfg, &o) < 0 ||
 		    listener_set_reconcile(&server.listeners, texts, n, &o, &hooks) < 0) {
+			listener_set_free(&metrics, NULL);
 			log_warning("reload failed, keeping the current configuration");
 			goto done;
 		}
 		update_udp_ports();
+	}
+	if (new_metrics) {
+		if (server.metrics)
+			log_info("no longer serving metrics on %s", server.metrics->name);
+		swap_metrics(metrics);
 	}
 	if (apply_settings(cfg) < 0) {
 		log_err("reload: out of memory");
@@ -417,6 +504,7 @@ int server_run(const struct options *opts, const struct config *cfg)
 	}
 	acceptor_init(&server.loop, &server.stats, &server.listeners);
 	datagram_init(&server.loop, &server.stats);
+	metrics_server_init(&server.loop, &server.stats, ECHOD_VERSION);
 	r = apply_settings(&server.cfg);
 	if (r < 0) {
 		log_errno(LOG_LEVEL_ERR, r, "cannot apply the settings");
@@ -433,10 +521,14 @@ int server_run(const struct options *opts, const struct config *cfg)
 		log_err("nothing to listen on");
 		goto out;
 	}
+	if (open_metrics(&server.cfg, &server.metrics) < 0)
+		goto out;
 	for (struct listener *l = server.listeners; l; l = l->next)
 		if (serve_listener(l) < 0)
 			goto out;
 	update_udp_ports();
+	if (server.metrics && serve_metrics(server.metrics) < 0)
+		goto out;
 
 	/* Every listener is in the loop: connections will be served. */
 	notify_ready();
@@ -455,7 +547,9 @@ int server_run(const struct options *opts, const struct config *cfg)
 	log_info("exiting");
 out:
 	/* Never started listeners are stopped too: stopping is idempotent. */
+	listener_set_free(&server.metrics, &metrics_hooks);
 	listener_set_free(&server.listeners, &hooks);
+	metrics_server_free();
 	server.stopping = false;
 	conn_table_free();
 	datagram_free();

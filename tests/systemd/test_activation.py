@@ -311,5 +311,37 @@ def case_proxy_named():
     sdtest.stop_echod(proc)
 
 
+def _http_get(addr, path):
+    with socket.create_connection(addr, timeout=5) as c:
+        c.sendall(b"GET %s HTTP/1.0\r\n\r\n" % path)
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+
+
+@sdtest.case("metrics-named", timeout=180)
+@sdtest.needs_systemd
+def case_metrics_named():
+    """A stream socket passed with FileDescriptorName=metrics serves the
+    metrics, not echo, and takes the place of the `metrics` key; the other
+    passed socket echoes."""
+    echo = sdtest.listening_socket("127.0.0.1")
+    metrics = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod([], fds=[echo, metrics], env={"LISTEN_FDNAMES": "echo:metrics"},
+                              config="metrics = 127.0.0.1:1\n")
+    proc.wait_stderr(r"echod: ready$")
+    sdtest.check_tcp_echo(echo.getsockname()[:2])
+    got = _http_get(metrics.getsockname()[:2], b"/metrics")
+    check(got.startswith(b"HTTP/1.0 200 OK\r\n") and b"\nechod_connections_total 1\n" in got,
+          "metrics on the socket named metrics, one echo connection counted: %r" % got[:300])
+    err = proc.stderr_text()
+    check("ignoring 'metrics'" in err and "127.0.0.1:1" not in err,
+          "the metrics key is ignored when a metrics socket is passed:\n%s" % err)
+    sdtest.stop_echod(proc)
+
+
 if __name__ == "__main__":
     sdtest.run_cases()
