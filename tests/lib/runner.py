@@ -52,9 +52,9 @@ def list_cases(cases):
 
 def main(cases=None, timeout=300):
     """Runs the cases the command line names (see the module's doc).
-    cases: the cases the running file declared (default) or a dict
-    name -> function. timeout:
-    the runner's own limit per case in seconds (None: only meson's)."""
+    cases: the cases the running file declared (default), or a dict
+    name -> function; timeout: the runner's own limit per case in
+    seconds (None: only meson's)."""
     declared = REGISTRY.get("__main__", {})
     cases = declared if cases is None else cases
     for n, fn in cases.items():
