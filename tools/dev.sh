@@ -24,7 +24,7 @@ check python3"
 TEST_PACKAGES="$BUILD_PACKAGES systemd mandoc netcat-openbsd iproute2
 util-linux procps systemd-container debootstrap debian-archive-keyring gpgv
 ca-certificates linux-perf gnuplot-nox strace groff-base man-db haproxy
-prometheus clang gcovr"
+prometheus clang flake8 gcovr"
 
 # Packaging it: dpkg-buildpackage and lintian; the Build-Depends of
 # debian/control come on top (apt-get build-dep).

@@ -30,6 +30,7 @@ def _check_error(r, rc, pattern, what):
     print("%s: exit %d, %s" % (what, r.rc, lines[0]))
 
 
+@harness.case()
 def config_listen_too_long():
     """A `listen` value longer than 127 characters: exit 78, FILE:LINE."""
     tmp, path = _config("# a comment\nlisten = 127.0.0.1:%s\n" % ("0" * 200 + "7"))
@@ -40,6 +41,7 @@ def config_listen_too_long():
                          "over-long listen value (%s)" % " ".join(args))
 
 
+@harness.case()
 def config_line_too_long():
     """A config line over 4096 bytes (even a comment): exit 78, FILE:LINE."""
     tmp, path = _config("backlog = 10\n#" + "x" * 5000 + "\n")
@@ -48,6 +50,7 @@ def config_line_too_long():
         _check_error(r, harness.EXIT_CONFIG, r"echod\.conf:2: line too long", "over-long line")
 
 
+@harness.case()
 def config_line_too_long_on_reload():
     """The same file given to a running echod by SIGHUP: logged, nothing
     changes, echod keeps serving."""
@@ -64,6 +67,7 @@ def config_line_too_long_on_reload():
         d.stop()
 
 
+@harness.case()
 def too_many_options():
     """1,000 scalar options (more than echod keeps): usage error, exit 2."""
     tmp, path = _config("")
@@ -72,6 +76,7 @@ def too_many_options():
     _check_error(r, harness.EXIT_USAGE, r"too many options", "1,000 options")
 
 
+@harness.case()
 def address_not_available():
     """An address no interface has (TEST-NET-1): exit 1 with a hint."""
     tmp, path = _config("")
@@ -82,6 +87,7 @@ def address_not_available():
                  "192.0.2.1:0")
 
 
+@harness.case()
 def log_to_socket():
     """stderr a stream socket (as systemd's journal stream is): every line
     arrives whole, echod serves, and exits 0 on SIGTERM."""
@@ -128,14 +134,5 @@ def log_to_socket():
             mine.close()
 
 
-CASES = {
-    "config_listen_too_long": config_listen_too_long,
-    "config_line_too_long": config_line_too_long,
-    "config_line_too_long_on_reload": config_line_too_long_on_reload,
-    "too_many_options": too_many_options,
-    "address_not_available": address_not_available,
-    "log_to_socket": log_to_socket,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

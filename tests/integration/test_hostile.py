@@ -303,6 +303,7 @@ def _slowloris(storm):
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def slowloris():
     """2,000 clients trickle 20 bytes each, one byte per 0.5 s, while 50
     normal clients keep echoing 64 KiB payloads: both are served, every
@@ -310,6 +311,7 @@ def slowloris():
     _slowloris(storm=False)
 
 
+@harness.case(timeout=120, alone=True)
 def slowloris_signals():
     """The slowloris load with SIGHUP (two valid configs in turn) and
     SIGUSR1 every 0.1 s."""
@@ -413,6 +415,7 @@ def _never_reading(sigterm):
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def never_reading():
     """1,000 clients write and never read (buffer_size = 64K): echod holds
     at most buffer_size each (VmRSS <= base + clients x 64K + 16 MiB), one
@@ -420,6 +423,7 @@ def never_reading():
     _never_reading(sigterm=False)
 
 
+@harness.case(timeout=120, alone=True)
 def never_reading_sigterm():
     """SIGTERM with 1,000 never-reading clients holding echoes: exit 0
     within shutdown_timeout (3 s, plus a margin)."""
@@ -490,6 +494,7 @@ def _rst_storm(storm):
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def rst_storm():
     """2,000 clients in bursts of 100 send without reading and vanish with
     a reset (half while writing, half after 0.1 s of writing, with echoes
@@ -499,6 +504,7 @@ def rst_storm():
     _rst_storm(storm=False)
 
 
+@harness.case(timeout=120, alone=True)
 def rst_storm_signals():
     """The reset storm with SIGHUP (two valid configs in turn) and SIGUSR1
     every 0.1 s."""
@@ -532,6 +538,7 @@ def _flood(lst, n, stop, counts, errors, data=b""):
         errors.append(e)
 
 
+@harness.case(timeout=120, alone=True)
 def connect_close_flood():
     """5,000 connect-then-close at once from 4 threads (two close at once,
     two send one byte first, so that those reach echod past
@@ -573,6 +580,7 @@ def connect_close_flood():
         d.stop()
 
 
+@harness.case(timeout=90, alone=True)
 def sigint_connect_flood():
     """SIGINT in the middle of a connect-and-close flood: exit 0 within
     shutdown_timeout."""
@@ -610,6 +618,7 @@ def sigint_connect_flood():
         check(not errs, "flood threads end cleanly", "no unexpected error", errs[:3])
 
 
+@harness.case(timeout=60)
 def one_byte_writes():
     """A client does 10,000 one-byte sends (TCP_NODELAY) with zero-length
     sends between them while reading: the exact sequence comes back; a
@@ -703,6 +712,7 @@ def _watch(socks, msgs, only, timeout):
     return out
 
 
+@harness.case(timeout=120, alone=True)
 def beyond_nofile():
     """RLIMIT_NOFILE = 256 and 600 clients: echod does not busy-loop (under
     1 CPU-second in 3 s of saturation), and every waiting client gets its
@@ -770,18 +780,5 @@ def beyond_nofile():
         d.stop()
 
 
-CASES = {
-    "slowloris": slowloris,
-    "slowloris_signals": slowloris_signals,
-    "never_reading": never_reading,
-    "never_reading_sigterm": never_reading_sigterm,
-    "rst_storm": rst_storm,
-    "rst_storm_signals": rst_storm_signals,
-    "connect_close_flood": connect_close_flood,
-    "sigint_connect_flood": sigint_connect_flood,
-    "one_byte_writes": one_byte_writes,
-    "beyond_nofile": beyond_nofile,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

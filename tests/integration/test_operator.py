@@ -10,9 +10,10 @@ import time
 
 import harness
 from harness import Daemon, check, check_equal
-from test_keepalive import KEEPALIVE_TIMER, _server_timer
+from test_keepalive import KEEPALIVE_TIMER
 
 
+@harness.case()
 def defer_accept():
     """defer_accept = 0: a client that says nothing is accepted at once;
     with the default 1s, only once it speaks or the second has passed."""
@@ -29,6 +30,7 @@ def defer_accept():
             d.stop()
 
 
+@harness.case()
 def tcp_keepalive():
     """tcp_keepalive = 0 turns keepalive off; 30s arms it for 30 s."""
     for conf, want in (("tcp_keepalive = 0\n", None), ("tcp_keepalive = 30s\n", 30)):
@@ -36,7 +38,7 @@ def tcp_keepalive():
             d.start()
             s = d.connect()
             harness.echo(s, b"x")
-            t = _server_timer(d.listener().port, s.getsockname()[1])
+            t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
             if want is None:
                 check(t is not None and t[0] != KEEPALIVE_TIMER, "no keepalive timer with %r" % conf,
                       "no timer 2", t)
@@ -47,6 +49,7 @@ def tcp_keepalive():
             d.stop()
 
 
+@harness.case()
 def free_bind():
     """free_bind = yes binds an address no interface has (yet); without it
     the start fails with exit 1 and a hint."""
@@ -71,6 +74,7 @@ def _empty():
     return p
 
 
+@harness.case()
 def unix_mode_group():
     """unix_mode and unix_group set the socket file's permissions and
     group from the moment it exists."""
@@ -97,12 +101,5 @@ def unix_mode_group():
                   "an unknown unix_group", "exit 1 naming the group", (rc, d.log()))
 
 
-CASES = {
-    "defer_accept": defer_accept,
-    "tcp_keepalive": tcp_keepalive,
-    "free_bind": free_bind,
-    "unix_mode_group": unix_mode_group,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -45,6 +45,7 @@ def _closed_without_echo(s, what):
     check_equal(what + ": bytes back", b"", got)
 
 
+@harness.case()
 def header_not_echoed():
     """v1 and v2 (IPv4, IPv6, with TLVs, LOCAL, UNKNOWN): only what
     follows the header comes back; the log shows the header's client."""
@@ -72,6 +73,7 @@ def header_not_echoed():
         d.stop()
 
 
+@harness.case()
 def header_in_pieces():
     """A header that arrives byte by byte, then data: echoed exactly."""
     with _daemon() as d:
@@ -86,6 +88,7 @@ def header_in_pieces():
         d.stop()
 
 
+@harness.case()
 def bad_headers():
     """Malformed, missing, oversized, late: closed without a byte, counted."""
     with _daemon() as d:
@@ -117,6 +120,7 @@ def bad_headers():
         d.stop()
 
 
+@harness.case()
 def lists_use_header_address():
     """deny and max_connections_per_source apply to the header's source,
     not to the balancer's address."""
@@ -143,6 +147,7 @@ def lists_use_header_address():
         d.stop()
 
 
+@harness.case()
 def untrusted_peer():
     """A peer outside proxy_trusted may not send headers: closed."""
     with _daemon("proxy_trusted = 10.0.0.0/8\n") as d:
@@ -154,13 +159,5 @@ def untrusted_peer():
         d.stop()
 
 
-CASES = {
-    "header_not_echoed": header_not_echoed,
-    "header_in_pieces": header_in_pieces,
-    "bad_headers": bad_headers,
-    "lists_use_header_address": lists_use_header_address,
-    "untrusted_peer": untrusted_peer,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -300,15 +300,15 @@ def main():
         sys.exit(harness.EXIT_SKIP)
     except harness.Failure as e:
         print("FAIL soak (seed %d): %s" % (o.seed, e))
-        harness._dump_logs()
-        harness._kill_all()
+        harness.dump_logs()
+        harness.kill_all()
         sys.exit(1)
     except Exception:
         import traceback
         print("FAIL soak (seed %d): unexpected error" % o.seed)
         traceback.print_exc(file=sys.stdout)
-        harness._dump_logs()
-        harness._kill_all()
+        harness.dump_logs()
+        harness.kill_all()
         sys.exit(1)
     print("PASS soak (%.0fs)" % (time.monotonic() - t0))
 
