@@ -24,8 +24,8 @@ def _config(text):
 
 def _check_error(r, rc, pattern, what):
     check(r.rc == rc, what + ": exit status", rc, r.describe())
-    lines = [l for l in r.stderr.splitlines() if l.startswith("echod: ")]
-    check(lines and any(re.search(pattern, l) for l in lines),
+    lines = [line for line in r.stderr.splitlines() if line.startswith("echod: ")]
+    check(lines and any(re.search(pattern, line) for line in lines),
           what + ": the error names its cause", "a line matching /%s/" % pattern, r.stderr)
     print("%s: exit %d, %s" % (what, r.rc, lines[0]))
 
@@ -124,8 +124,8 @@ def log_to_socket():
             harness.check_no_sanitizer_report(out, "echod")
             check(rc == 0, "exit status after SIGTERM", 0, rc)
             lines = out.splitlines()
-            check(all(l.startswith("echod: ") for l in lines), "every log line whole",
-                  "each starts with `echod: `", [l for l in lines if not l.startswith("echod: ")][:5])
+            check(all(line.startswith("echod: ") for line in lines), "every log line whole",
+                  "each starts with `echod: `", [line for line in lines if not line.startswith("echod: ")][:5])
             print("%d log lines over a stream socket, exit 0" % len(lines))
         finally:
             if p.poll() is None:
