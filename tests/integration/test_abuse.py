@@ -110,6 +110,26 @@ def per_source_cap():
 
 
 @harness.case()
+def per_source_after_reload():
+    """A reload that raises max_connections keeps per-source caps exact: a
+    new source's first connection is never refused for others' sake."""
+    conf = "max_connections = 10\nmax_connections_per_source = 2\n"
+    with Daemon(config=conf) as d:
+        d.start()
+        since = d.mark()
+        d.write_config("max_connections_per_source = 2\n")
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"^echod: configuration reloaded", since=since)
+        held = []
+        for i in range(40):
+            s = _from("127.0.%d.%d" % (1 + i // 200, 10 + i % 200), d.listener())
+            _served(s, "the first connection of source #%d" % i)
+            held.append(s)
+        check_equal("per_source refusals", 0, _reasons(d)["per_source"])
+        d.stop()
+
+
+@harness.case()
 def max_connection_time():
     """max_connection_time: a connection open that long gets its pending
     echoes, then EOF; the lifetime counter counts it."""
@@ -171,9 +191,9 @@ def _answers(s, wait=0.5, want=None):
         out.append(s.recvfrom(70000))
 
 
-def _udp_daemon(config=""):
+def _udp_daemon(config="", host="0.0.0.0"):
     port = _free_udp_port()
-    return Daemon(config=config, listen=["udp:0.0.0.0:%d" % port]), port
+    return Daemon(config=config, listen=["udp:%s:%d" % (host, port)]), port
 
 
 def _free_udp_port():
@@ -186,19 +206,21 @@ def _free_udp_port():
 def udp_reply_source():
     """A wildcard UDP socket answers from the address each datagram was
     sent to; one datagram of the same size per datagram, also 0 and
-    65507 bytes."""
-    d, port = _udp_daemon()
-    with d:
-        d.start()
-        c = _udp_from("127.0.0.1")
-        for dst in ("127.0.0.5", "127.0.0.1", "127.1.2.3"):
-            for size in (0, 1, 1000, 65507):
-                data = os.urandom(size)
-                c.sendto(data, (dst, port))
-                got = _answers(c, wait=2.0, want=1)
-                check_equal("answers to a %d-byte datagram sent to %s" % (size, dst),
-                            [(data, (dst, port))], got)
-        d.stop()
+    65507 bytes; on 0.0.0.0, and for IPv4 clients of a dual-stack [::]."""
+    hosts = ["0.0.0.0"] + (["[::]"] if harness.have_ipv6_loopback() else [])
+    for host in hosts:
+        d, port = _udp_daemon(host=host)
+        with d:
+            d.start()
+            c = _udp_from("127.0.0.1")
+            for dst in ("127.0.0.5", "127.0.0.1", "127.1.2.3"):
+                for size in (0, 1, 1000, 65507):
+                    data = os.urandom(size)
+                    c.sendto(data, (dst, port))
+                    got = _answers(c, wait=2.0, want=1)
+                    check_equal("answers on %s to a %d-byte datagram sent to %s" % (host, size, dst),
+                                [(data, (dst, port))], got)
+            d.stop()
 
 
 @harness.case()

@@ -3,6 +3,7 @@
 free_bind, unix_mode, unix_group."""
 
 import os
+import signal
 import socket
 import stat
 import tempfile
@@ -47,6 +48,49 @@ def tcp_keepalive():
                       "keepalive timer with %r" % conf, "timer 2 due in about %d s" % want, t)
             s.close()
             d.stop()
+
+
+def _reload(d, text):
+    since = d.mark()
+    d.write_config(text)
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"^echod: configuration reloaded", since=since)
+
+
+@harness.case()
+def reload_socket_options():
+    """A reload applies tcp_keepalive and defer_accept to the listeners it
+    keeps, for the connections accepted after it."""
+    with Daemon(config="tcp_keepalive = 0\ndefer_accept = 0\n") as d:
+        d.start()
+        _reload(d, "tcp_keepalive = 30s\ndefer_accept = 0\n")
+        s = d.connect()
+        harness.echo(s, b"x")
+        t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
+        check(t is not None and t[0] == KEEPALIVE_TIMER and 25 <= t[1] <= 31,
+              "keepalive timer of a connection accepted after the reload",
+              "timer 2 due in about 30 s", t)
+        s.close()
+        d.stop()
+
+
+@harness.case()
+def reload_listener_mode():
+    """A reload that turns 127.0.0.1:P into proxy:127.0.0.1:P (or back)
+    keeps the socket: no "address in use", and the new mode applies."""
+    port = harness.free_port()
+    plain, proxy = "listen = 127.0.0.1:%d\n" % port, "listen = proxy:127.0.0.1:%d\n" % port
+    with Daemon(config=plain, listen=None) as d:
+        d.start()
+        _reload(d, proxy)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 7\r\nbehind")
+            check_equal("echo through the listener made proxy: by a reload", b"behind",
+                        harness.recv_exact(s, 6))
+        _reload(d, plain)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            harness.echo(s, b"plain again\n")
+        d.stop()
 
 
 @harness.case()

@@ -74,6 +74,46 @@ def header_not_echoed():
 
 
 @harness.case()
+def bulk_after_header():
+    """A PROXY header with 60 KB behind it in one segment, to a client
+    that does not read yet, with buffer_size = 1K: what echod cannot send
+    is kept (no overflow of the small buffer), then all of it comes back."""
+    if not harness.in_private_netns("a small TCP send buffer"):
+        return
+    # echod's first send then takes only a part of the 60 KB.
+    with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
+        f.write("4096 4096 8192")
+    with _daemon("buffer_size = 1K\n") as d:
+        d.start()
+        s = harness.connect(d.listener(), rcvbuf=1024)
+        payload = bytes(range(256)) * 240
+        s.sendall(v1() + payload)
+        time.sleep(1)
+        d.check_alive("echod after a header with 60 KB behind it")
+        got = harness.recv_exact(s, len(payload), timeout=20, what="the 60 KB after the header")
+        harness.check_bytes("echo of the data behind the header", payload, got)
+        s.close()
+        d.stop()
+
+
+@harness.case()
+def late_header_short_lifetime():
+    """With max_connection_time under 3 s, a missing header is still a
+    PROXY refusal, and the connection closes at the earlier deadline."""
+    with _daemon("max_connection_time = 1s\n") as d:
+        d.start()
+        s = d.connect()
+        s.sendall(b"PROXY ")
+        t0 = time.monotonic()
+        _closed_without_echo(s, "a header that never ends, lifetime 1 s")
+        waited = time.monotonic() - t0
+        check(waited < 2.9, "closed at the first deadline (1 s)", "under 2.9 s", "%.1f s" % waited)
+        counts = d.full_stats()[2]
+        check_equal("counted (proxy, lifetime)", (1, 0), (counts["proxy"], counts["lifetime"]))
+        d.stop()
+
+
+@harness.case()
 def header_in_pieces():
     """A header that arrives byte by byte, then data: echoed exactly."""
     with _daemon() as d:

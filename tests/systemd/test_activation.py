@@ -290,6 +290,31 @@ def case_accept_error():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case("accept-error-at-limit", timeout=180)
+@sdtest.needs_systemd
+def case_accept_error_at_limit():
+    """The same while echod is at max_connections, its listener paused: a
+    listener shut down meanwhile must not be reported in every pass."""
+    dead = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod(["-m", "1"], fds=[dead])
+    proc.wait_stderr(r"echod: ready$")
+    held = socket.create_connection(dead.getsockname()[:2], timeout=5)
+    held.sendall(b"x")
+    check(held.recv(1) == b"x", "the one connection allowed is served")
+    waiting = socket.create_connection(dead.getsockname()[:2], timeout=5)
+    time.sleep(0.5)
+    dead.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.5)
+    cpu0 = sdtest.cpu_seconds(proc.pid)
+    time.sleep(3)
+    cpu = sdtest.cpu_seconds(proc.pid) - cpu0
+    print("at the limit, 3 s after the shutdown: %.2f s of CPU" % cpu)
+    check(cpu < 0.5, "echod spent %.2f s of CPU in 3 s at its limit on a dead listener" % cpu)
+    held.close()
+    waiting.close()
+    sdtest.stop_echod(proc)
+
+
 @sdtest.case("proxy-named", timeout=180)
 @sdtest.needs_systemd
 def case_proxy_named():
