@@ -257,7 +257,7 @@ static void scraper_io(struct io *io, uint32_t events)
 		if (!read_request(s))
 			return;
 		/* Answered at once, then what follows is dropped. */
-		/* fall through */
+		__attribute__((fallthrough));
 	case S_WRITE:
 		send_response(s);
 		if (s->state == S_FREE)
