@@ -63,12 +63,17 @@ void acceptor_set_limits(uint64_t max_connections)
  * pass. */
 #define LISTEN_EVENTS EPOLLIN
 
+/* A paused listener leaves the epoll set, as nginx has it: an empty
+ * interest set is not enough, since EPOLLHUP and EPOLLERR are reported
+ * whatever it holds, and a listener shut down by the process that passed
+ * it would then be reported in every pass. */
 static void pause_listener(struct listener *l)
 {
 	if (!l->paused) {
 		l->paused = true;
 		acceptor.n_paused++;
-		int r = loop_mod(acceptor.loop, l->fd, 0, &l->io);
+		loop_forget(acceptor.loop, &l->io);
+		int r = loop_del(acceptor.loop, l->fd);
 		if (r < 0)
 			log_errno(LOG_LEVEL_ERR, r, "cannot pause accepting on %s", l->name);
 	}
@@ -79,7 +84,7 @@ static void resume_listener(struct listener *l)
 	if (l->paused && !l->broken) {
 		l->paused = false;
 		acceptor.n_paused--;
-		int r = loop_mod(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
+		int r = loop_add(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
 		if (r < 0)
 			log_errno(LOG_LEVEL_ERR, r, "cannot watch %s again", l->name);
 	}
@@ -118,10 +123,9 @@ static void accept_failed(struct listener *l, int err)
 
 	if (accept_error_final(err)) {
 		log_err("accept on %s failed: %s; no longer accepting on it", l->name, strerror(err));
-		pause_listener(l);
+		pause_listener(l); /* out of the loop */
 		l->broken = true;
 		loop_timer_stop(acceptor.loop, &l->retry);
-		loop_del(acceptor.loop, l->fd);
 		return;
 	}
 	if (!acceptor.error_logged || now - acceptor.last_error_log >= ERROR_LOG_INTERVAL_MS) {
@@ -236,6 +240,8 @@ int acceptor_start(struct listener *l)
 
 void acceptor_stop(struct listener *l)
 {
+	bool in_loop = l->io.fn && !l->paused; /* a paused one has left it */
+
 	if (l->paused) {
 		l->paused = false;
 		acceptor.n_paused--;
@@ -244,7 +250,7 @@ void acceptor_stop(struct listener *l)
 	/* It may have an event later in the batch: that must go before the
 	 * listener is freed. */
 	loop_forget(acceptor.loop, &l->io);
-	if (!l->broken && l->io.fn)
+	if (in_loop)
 		loop_del(acceptor.loop, l->fd);
 	l->io.fn = NULL;
 }

@@ -313,7 +313,14 @@ int conn_echo(struct conn *c, const char *data, size_t n)
 		c->x->bytes_out += (uint64_t)w;
 	if ((size_t)w == n)
 		return 0;
-	c->out = bufpool_get(&conns.pool, c->policy->buffer_size);
+	/* n is at most buffer_size, except for the data that came in the
+	 * same read as a PROXY header (less than PROXY_HEADER_MAX more):
+	 * that once, the buffer is as large as it must be, and pump() reads
+	 * nothing more into it until it is back under buffer_size. */
+	size_t cap = c->policy->buffer_size;
+	if (n - (size_t)w > cap)
+		cap = n - (size_t)w;
+	c->out = bufpool_get(&conns.pool, (uint32_t)cap);
 	if (!c->out)
 		return -ENOMEM;
 	memcpy(c->out->data, data + w, n - (size_t)w);
@@ -408,7 +415,8 @@ static int pump(struct conn *c)
 				memmove(b->data, b->data + b->off, b->len);
 				b->off = 0;
 			}
-			room = b->cap - b->len;
+			/* buffer_size, not the capacity: see conn_echo(). */
+			room = b->len < c->policy->buffer_size ? c->policy->buffer_size - b->len : 0;
 			if (room == 0) {
 				c->flags |= C_BLOCKED;
 				return 0;
@@ -477,10 +485,13 @@ void conn_io(struct io *io, uint32_t events)
 		/* FIN is sent: what the client still sends is not echoed,
 		 * only read, so that closing does not reset the echoes it
 		 * has not read yet. Its FIN ends it. */
-		ssize_t n;
-		while ((n = recv(c->fd, conns.scratch, SCRATCH_SIZE, 0)) > 0)
+		ssize_t n = 0;
+		int budget = READS_PER_EVENT;
+		while (budget-- > 0 && (n = recv(c->fd, conns.scratch, SCRATCH_SIZE, 0)) > 0)
 			;
-		if (n == 0 || errno != EAGAIN)
+		if (n > 0)
+			loop_defer(conns.loop, &c->io); /* the rest after the others */
+		else if (n == 0 || errno != EAGAIN)
 			conn_close(c, "max_connection_time");
 		return;
 	}
@@ -504,7 +515,7 @@ void conn_io(struct io *io, uint32_t events)
 	 * stopped reading and the flush has made room. */
 	if (!(c->flags & (C_EOF | C_EXPIRED)) && !drained &&
 	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
-	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->out->cap)))) {
+	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->policy->buffer_size)))) {
 		r = pump(c);
 		if (r < 0) {
 			conn_close(c, strerror(-r));

@@ -52,9 +52,11 @@ int conn_read_proxy(struct conn *c)
 		char *base = c->x->hdr ? c->x->hdr->data : conns.scratch;
 		size_t have = c->x->hdr ? c->x->hdr->len : 0;
 		/* Into the scratch buffer, the whole read: the header and the
-		 * data behind it. Once pieces are kept, at most up to the
-		 * header's bound. */
-		size_t room = c->x->hdr ? PROXY_HEADER_MAX - have : SCRATCH_SIZE;
+		 * data behind it, at most buffer_size of data beyond the
+		 * header's bound (conn_echo() keeps what is not sent). Once
+		 * pieces are kept, at most up to the header's bound. */
+		size_t first = PROXY_HEADER_MAX + (size_t)c->policy->buffer_size;
+		size_t room = c->x->hdr ? PROXY_HEADER_MAX - have : first < SCRATCH_SIZE ? first : SCRATCH_SIZE;
 		ssize_t n = recv(c->fd, base + have, room, 0);
 		int r;
 

@@ -26,7 +26,11 @@ static uint64_t next_deadline(const struct conn *c)
 	if (c->flags & C_EXPIRED)
 		return c->x->opened + p->max_time_ms + LINGER_MS;
 	if (c->flags & C_PROXY)
-		due = c->x->opened + PROXY_TIMEOUT_MS;
+		/* Nothing else applies before the header: not even the
+		 * lifetime, whose end would linger for a client not yet
+		 * admitted. */
+		return c->x->opened + (p->max_time_ms ? earliest(PROXY_TIMEOUT_MS, p->max_time_ms)
+							: PROXY_TIMEOUT_MS);
 	if (p->max_time_ms)
 		due = earliest(due, c->x->opened + p->max_time_ms);
 	if (c->flags & C_DRAIN)
@@ -59,10 +63,12 @@ void conn_timer_fn(struct timer *t)
 			conn_close(c, "max_connection_time");
 			return;
 		}
-	} else if ((c->flags & C_PROXY) && now >= c->x->opened + PROXY_TIMEOUT_MS) {
-		guard_refuse(REFUSE_PROXY, conn_peer(c), now);
-		conn_close(c, "no PROXY header in time");
-		return;
+	} else if (c->flags & C_PROXY) {
+		if (now >= next_deadline(c)) {
+			guard_refuse(REFUSE_PROXY, conn_peer(c), now);
+			conn_close(c, "no PROXY header in time");
+			return;
+		}
 	} else if (p->max_time_ms && now >= c->x->opened + p->max_time_ms) {
 		/* Stop reading, send what is pending, then FIN, and linger
 		 * until the client closes (at most LINGER_MS), so that the

@@ -60,10 +60,13 @@ void datagram_set_transform(enum transform transform)
 	dgram.transform = transform;
 }
 
-/* Room for the control message a datagram arrives with: the address it
- * was sent to (IP_PKTINFO or IPV6_PKTINFO, the larger). */
+/* Room for the control messages a datagram arrives with: the address it
+ * was sent to, as IP_PKTINFO, IPV6_PKTINFO, or both (an IPv4 datagram on
+ * a dual-stack socket). */
 struct pktinfo_space {
-	_Alignas(size_t) char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))]; /* cmsghdr's alignment */
+	/* cmsghdr's alignment */
+	_Alignas(size_t) char buf[CMSG_SPACE(sizeof(struct in_pktinfo)) +
+				  CMSG_SPACE(sizeof(struct in6_pktinfo))];
 };
 
 /* Turns the destination the datagram arrived with into the source of its
@@ -74,10 +77,10 @@ static void reply_from_destination(struct msghdr *h)
 {
 	struct cmsghdr *cm;
 
-	if (h->msg_flags & MSG_CTRUNC)
-		h->msg_controllen = 0;
+	/* Even when truncated, the messages before the cut are whole. */
 	for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
-		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
+		    cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
 			struct in_pktinfo *pi = (struct in_pktinfo *)CMSG_DATA(cm);
 			pi->ipi_spec_dst = pi->ipi_addr;
 			pi->ipi_ifindex = 0; /* let routing pick the way back */
@@ -85,7 +88,8 @@ static void reply_from_destination(struct msghdr *h)
 			h->msg_control = cm;
 			return;
 		}
-		if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+		if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO &&
+		    cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
 			/* The interface stays: link-local addresses need it. */
 			h->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
 			h->msg_control = cm;

@@ -267,6 +267,41 @@ int listener_open(const char *text, const struct listen_options *o, struct liste
 	return 0;
 }
 
+bool listener_same_socket(const struct listener *l, const char *text)
+{
+	struct listen_addr a, b;
+	char why[256];
+
+	if (l->activated || address_parse(text, &a, why, sizeof(why)) < 0 ||
+	    address_parse(l->config_text, &b, why, sizeof(why)) < 0)
+		return false;
+	return a.kind == b.kind && a.len == b.len && memcmp(&a.sa, &b.sa, a.len) == 0;
+}
+
+void listener_update(struct listener *l, const char *text, const struct listen_options *o)
+{
+	struct listen_addr a;
+	char why[256];
+
+	if (l->kind == LISTEN_UDP)
+		return;
+	if (listen(l->fd, o->backlog) < 0)
+		log_errno(LOG_LEVEL_WARNING, -errno, "cannot change the backlog of %s", l->name);
+	if (address_parse(text, &a, why, sizeof(why)) == 0) {
+		l->proxy = a.proxy;
+		snprintf(l->config_text, sizeof(l->config_text), "%s", text);
+	}
+	if (l->kind != LISTEN_TCP)
+		return;
+	int r = listener_set_tcp_options(l->fd, o);
+	if (r == 0 && set_int(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, (int)o->defer_accept_s) < 0)
+		r = -errno;
+	if (r < 0)
+		log_errno(LOG_LEVEL_WARNING, r, "cannot update the TCP options of %s", l->name);
+	else
+		l->defer_accept = o->defer_accept_s > 0;
+}
+
 #if HAVE_SYSTEMD
 /* A datagram socket echoes only if it is bound and not connected: a
  * connected one would answer a single peer, an unbound one nobody. */

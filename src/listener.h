@@ -53,6 +53,15 @@ int listener_set_tcp_options(int fd, const struct listen_options *o);
  * the reason logged (naming the address, with a hint where one helps). */
 int listener_open(const char *text, const struct listen_options *o, struct listener **out);
 
+/* A reload keeps l: applies the options that can change on a listening
+ * socket (backlog, TCP keepalive, deferred accepts) and its mode (proxy),
+ * from text, a spelling of the same address. */
+void listener_update(struct listener *l, const char *text, const struct listen_options *o);
+
+/* Whether text names the socket l is bound to, perhaps with another
+ * spelling or mode (proxy: or not): a reload then keeps the socket. */
+bool listener_same_socket(const struct listener *l, const char *text);
+
 /* Adopts the sockets passed with LISTEN_FDS. Returns how many (0 when
  * none were passed), or -errno with a message naming the fd logged. */
 int listener_adopt_all(struct listener **list, const struct listen_options *o);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "log.h"
 
 int listener_set_open(struct listener **set, const char *const *texts, size_t n,
@@ -20,14 +21,6 @@ int listener_set_open(struct listener **set, const char *const *texts, size_t n,
 	return 0;
 }
 
-static bool lists(const char *const *texts, size_t n, const char *text)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(texts[i], text) == 0)
-			return true;
-	return false;
-}
-
 static bool has(const struct listener *set, const char *text)
 {
 	for (; set; set = set->next)
@@ -36,13 +29,29 @@ static bool has(const struct listener *set, const char *text)
 	return false;
 }
 
+/* The kept listener whose socket text names, by spelling or by address. */
+static struct listener *kept_for(struct listener *set, const char *text)
+{
+	for (struct listener *l = set; l; l = l->next)
+		if (strcmp(l->config_text, text) == 0)
+			return l;
+	for (struct listener *l = set; l; l = l->next)
+		if (listener_same_socket(l, text))
+			return l;
+	return NULL;
+}
+
 int listener_set_reconcile(struct listener **set, const char *const *texts, size_t n,
 			   const struct listen_options *o, const struct listener_hooks *h)
 {
 	struct listener *fresh = NULL, *kept = NULL, *l;
+	struct listener *keep[CONFIG_MAX_LISTEN] = { NULL };
 
-	for (size_t i = 0; i < n; i++) {
-		if (has(*set, texts[i]) || has(fresh, texts[i]))
+	/* Which socket each text keeps; the others are opened now, before
+	 * anything changes, so that a failure leaves all as it was. */
+	for (size_t i = 0; i < n && i < CONFIG_MAX_LISTEN; i++) {
+		keep[i] = kept_for(*set, texts[i]);
+		if (keep[i] || has(fresh, texts[i]))
 			continue;
 		int r = listener_set_open(&fresh, &texts[i], 1, o);
 		if (r < 0) {
@@ -51,16 +60,17 @@ int listener_set_reconcile(struct listener **set, const char *const *texts, size
 		}
 	}
 	while ((l = *set)) {
+		size_t i;
 		*set = l->next;
-		if (!lists(texts, n, l->config_text)) {
+		for (i = 0; i < n && keep[i] != l; i++)
+			;
+		if (i == n) {
 			log_info("no longer listening on %s (%s)", l->name, address_kind_name(l->kind));
 			h->stop(l);
 			listener_free(l);
 			continue;
 		}
-		/* listen(2) on a listening socket just updates its backlog. */
-		if (l->kind != LISTEN_UDP && listen(l->fd, o->backlog) < 0)
-			log_errno(LOG_LEVEL_WARNING, -errno, "cannot change the backlog of %s", l->name);
+		listener_update(l, texts[i], o);
 		l->next = kept;
 		kept = l;
 	}

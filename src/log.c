@@ -69,6 +69,10 @@ static bool emit(const char *line, size_t len)
 		w = out_is_socket ? send(out_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL)
 				  : write(out_fd, line, len);
 	} while (w < 0 && errno == EINTR);
+	if (w > 0 && (size_t)w < len && out_is_socket)
+		/* A stream socket took part of the line: end it, so that the
+		 * next line does not run on from the fragment. */
+		send(out_fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	return w == (ssize_t)len;
 }
 

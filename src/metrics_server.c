@@ -62,12 +62,15 @@ static struct {
 
 /* ---- listeners ---- */
 
+/* Out of the epoll set while paused: EPOLLHUP and EPOLLERR would be
+ * reported whatever the interest set (see acceptor.c). */
 static void pause_listener(struct metrics_listener *ml)
 {
 	if (ml->paused || ml->broken)
 		return;
 	ml->paused = true;
-	int r = loop_mod(metrics.loop, ml->l->fd, 0, &ml->l->io);
+	loop_forget(metrics.loop, &ml->l->io);
+	int r = loop_del(metrics.loop, ml->l->fd);
 	if (r < 0)
 		log_errno(LOG_LEVEL_ERR, r, "cannot pause accepting on %s", ml->l->name);
 }
@@ -78,7 +81,7 @@ static void resume_listener(struct metrics_listener *ml)
 	    metrics.n_scrapers >= METRICS_SCRAPERS_MAX)
 		return;
 	ml->paused = false;
-	int r = loop_mod(metrics.loop, ml->l->fd, EPOLLIN, &ml->l->io);
+	int r = loop_add(metrics.loop, ml->l->fd, EPOLLIN, &ml->l->io);
 	if (r < 0)
 		log_errno(LOG_LEVEL_ERR, r, "cannot watch %s again", ml->l->name);
 }
@@ -254,7 +257,7 @@ static void scraper_io(struct io *io, uint32_t events)
 		if (!read_request(s))
 			return;
 		/* Answered at once, then what follows is dropped. */
-		/* fall through */
+		__attribute__((fallthrough));
 	case S_WRITE:
 		send_response(s);
 		if (s->state == S_FREE)
@@ -323,9 +326,8 @@ static void accept_trouble(struct metrics_listener *ml, int err)
 	if (err == EINVAL || err == EBADF || err == ENOTSOCK || err == EOPNOTSUPP) {
 		log_err("accept on %s failed: %s; no longer serving metrics on it", ml->l->name,
 			strerror(err));
-		pause_listener(ml);
+		pause_listener(ml); /* out of the loop */
 		ml->broken = true;
-		loop_del(metrics.loop, ml->l->fd);
 		return;
 	}
 	if (!metrics.accept_logged || now - metrics.last_accept_log >= ACCEPT_LOG_INTERVAL_MS) {
@@ -430,7 +432,7 @@ void metrics_server_stop(struct listener *l)
 	/* It may have an event later in the batch: that must go before the
 	 * listener is freed. */
 	loop_forget(metrics.loop, &l->io);
-	if (!ml->broken)
+	if (!ml->paused && !ml->broken)
 		loop_del(metrics.loop, l->fd);
 	l->io.fn = NULL;
 	*ml = (struct metrics_listener){ 0 };

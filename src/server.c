@@ -72,7 +72,9 @@ static int apply_settings(const struct config *cfg)
 
 	if (!p)
 		return -ENOMEM;
-	r = guard_configure(cfg, cfg->max_connections ? cfg->max_connections : server.fd_limit);
+	/* Sized for every connection the fd limit allows, whatever
+	 * max_connections says now: a reload may raise it. */
+	r = guard_configure(cfg, server.fd_limit);
 	if (r < 0) {
 		policy_unref(p);
 		return r;

@@ -19,11 +19,12 @@ check python3"
 
 # Testing it as well: systemd's own tools for activation and unit
 # checks; mandoc and man-db for the man pages; nspawn and debootstrap for
-# the end-to-end suite; perf, iproute2 and gnuplot for the benchmark.
+# the end-to-end suite; perf, iproute2 and gnuplot for the benchmark;
+# clang for CI's second compiler, gcovr for tools/coverage.
 TEST_PACKAGES="$BUILD_PACKAGES systemd mandoc netcat-openbsd iproute2
 util-linux procps systemd-container debootstrap debian-archive-keyring gpgv
 ca-certificates linux-perf gnuplot-nox strace groff-base man-db haproxy
-prometheus clang"
+prometheus clang flake8 gcovr"
 
 # Packaging it: dpkg-buildpackage and lintian; the Build-Depends of
 # debian/control come on top (apt-get build-dep).

@@ -10,8 +10,6 @@ import select
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 
 import harness
@@ -59,6 +57,7 @@ def _reasons(d):
     return d.full_stats()[2]
 
 
+@harness.case()
 def acl_deny_allow():
     """deny refuses a source, allow admits only its own; IPv4-mapped peers
     on a dual-stack socket match IPv4 entries; IPv6 ::1 by its own."""
@@ -72,43 +71,65 @@ def acl_deny_allow():
     listen = ["[::]:0"] if harness.have_ipv6_loopback() else ["0.0.0.0:0"]
     with Daemon(config=conf, listen=listen) as d:
         d.start()
-        l = d.listener()
-        _refused(_from("127.0.0.1", l), "127.0.0.1: allowed, but denied (deny wins)")
-        _served(_from("127.0.0.2", l), "127.0.0.2 in allow 127.0.0.0/30 (mapped on [::])")
-        _refused(_from("127.0.0.9", l), "127.0.0.9 outside every allow entry")
+        listener = d.listener()
+        _refused(_from("127.0.0.1", listener), "127.0.0.1: allowed, but denied (deny wins)")
+        _served(_from("127.0.0.2", listener), "127.0.0.2 in allow 127.0.0.0/30 (mapped on [::])")
+        _refused(_from("127.0.0.9", listener), "127.0.0.9 outside every allow entry")
         if listen[0].startswith("["):
-            _served(_from("::1", l), "::1 in allow ::1")
+            _served(_from("::1", listener), "::1 in allow ::1")
         d.stop()
     with Daemon(config="allow = 10.0.0.0/8\n", listen=["[::1]:0"] if harness.have_ipv6_loopback()
                 else ["127.0.0.1:0"]) as d:
         d.start()
-        l = d.listener()
-        _refused(_from("::1" if l.family == socket.AF_INET6 else "127.0.0.1", l),
+        listener = d.listener()
+        _refused(_from("::1" if listener.family == socket.AF_INET6 else "127.0.0.1", listener),
                  "a peer outside allow = 10.0.0.0/8")
         d.stop()
 
 
+@harness.case()
 def per_source_cap():
     """max_connections_per_source: the connection beyond the cap is closed
     at once, others are served, and below the cap it is admitted again."""
     with Daemon(config="max_connections_per_source = 3\n") as d:
         d.start()
-        l = d.listener()
-        mine = [_from("127.0.0.2", l) for _ in range(3)]
+        listener = d.listener()
+        mine = [_from("127.0.0.2", listener) for _ in range(3)]
         for s in mine:
             _served(s, "one of 3 connections from 127.0.0.2")
-        _refused(_from("127.0.0.2", l), "a 4th connection from 127.0.0.2")
-        other = [_from("127.0.0.3", l) for _ in range(3)]
+        _refused(_from("127.0.0.2", listener), "a 4th connection from 127.0.0.2")
+        other = [_from("127.0.0.3", listener) for _ in range(3)]
         for s in other:
             _served(s, "127.0.0.3 while 127.0.0.2 is at its cap")
         mine.pop().close()
         d.wait_stats(lambda st: st[0] == 5, "5 current after one closed")
-        again = _from("127.0.0.2", l)
+        again = _from("127.0.0.2", listener)
         _served(again, "127.0.0.2 below its cap again")
         check_equal("per_source refusals counted", 1, _reasons(d)["per_source"])
         d.stop()
 
 
+@harness.case()
+def per_source_after_reload():
+    """A reload that raises max_connections keeps per-source caps exact: a
+    new source's first connection is never refused for others' sake."""
+    conf = "max_connections = 10\nmax_connections_per_source = 2\n"
+    with Daemon(config=conf) as d:
+        d.start()
+        since = d.mark()
+        d.write_config("max_connections_per_source = 2\n")
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"^echod: configuration reloaded", since=since)
+        held = []
+        for i in range(40):
+            s = _from("127.0.%d.%d" % (1 + i // 200, 10 + i % 200), d.listener())
+            _served(s, "the first connection of source #%d" % i)
+            held.append(s)
+        check_equal("per_source refusals", 0, _reasons(d)["per_source"])
+        d.stop()
+
+
+@harness.case()
 def max_connection_time():
     """max_connection_time: a connection open that long gets its pending
     echoes, then EOF; the lifetime counter counts it."""
@@ -127,13 +148,14 @@ def max_connection_time():
         d.stop()
 
 
+@harness.case()
 def reload_closes_refused():
     """A reload that adds deny = 127.0.0.2 closes the live connections from
     it, and only those."""
     with Daemon(config="") as d:
         d.start()
-        l = d.listener()
-        bad, good = _from("127.0.0.2", l), _from("127.0.0.3", l)
+        listener = d.listener()
+        bad, good = _from("127.0.0.2", listener), _from("127.0.0.3", listener)
         _served(bad, "127.0.0.2 before the reload")
         _served(good, "127.0.0.3 before the reload")
         since = d.mark()
@@ -169,9 +191,9 @@ def _answers(s, wait=0.5, want=None):
         out.append(s.recvfrom(70000))
 
 
-def _udp_daemon(config=""):
+def _udp_daemon(config="", host="0.0.0.0"):
     port = _free_udp_port()
-    return Daemon(config=config, listen=["udp:0.0.0.0:%d" % port]), port
+    return Daemon(config=config, listen=["udp:%s:%d" % (host, port)]), port
 
 
 def _free_udp_port():
@@ -180,24 +202,28 @@ def _free_udp_port():
         return s.getsockname()[1]
 
 
+@harness.case()
 def udp_reply_source():
     """A wildcard UDP socket answers from the address each datagram was
     sent to; one datagram of the same size per datagram, also 0 and
-    65507 bytes."""
-    d, port = _udp_daemon()
-    with d:
-        d.start()
-        c = _udp_from("127.0.0.1")
-        for dst in ("127.0.0.5", "127.0.0.1", "127.1.2.3"):
-            for size in (0, 1, 1000, 65507):
-                data = os.urandom(size)
-                c.sendto(data, (dst, port))
-                got = _answers(c, wait=2.0, want=1)
-                check_equal("answers to a %d-byte datagram sent to %s" % (size, dst),
-                            [(data, (dst, port))], got)
-        d.stop()
+    65507 bytes; on 0.0.0.0, and for IPv4 clients of a dual-stack [::]."""
+    hosts = ["0.0.0.0"] + (["[::]"] if harness.have_ipv6_loopback() else [])
+    for host in hosts:
+        d, port = _udp_daemon(host=host)
+        with d:
+            d.start()
+            c = _udp_from("127.0.0.1")
+            for dst in ("127.0.0.5", "127.0.0.1", "127.1.2.3"):
+                for size in (0, 1, 1000, 65507):
+                    data = os.urandom(size)
+                    c.sendto(data, (dst, port))
+                    got = _answers(c, wait=2.0, want=1)
+                    check_equal("answers on %s to a %d-byte datagram sent to %s" % (host, size, dst),
+                                [(data, (dst, port))], got)
+            d.stop()
 
 
+@harness.case()
 def udp_loop_ports():
     """Datagrams from ports 7 and 19 (echo and chargen), and from echod's
     own port, are not answered: the echo loop of CERT CA-1996-01."""
@@ -216,6 +242,7 @@ def udp_loop_ports():
         d.stop()
 
 
+@harness.case()
 def udp_acl():
     """allow/deny apply to datagrams too."""
     d, port = _udp_daemon("deny = 127.0.0.2\n")
@@ -230,6 +257,7 @@ def udp_acl():
         d.stop()
 
 
+@harness.case()
 def udp_rate():
     """udp_rate_per_source = 20: a burst of 100 gets about 20 answers, then
     about 20 a second; another source has its own budget."""
@@ -261,6 +289,7 @@ def udp_rate():
         d.stop()
 
 
+@harness.case(timeout=180, alone=True)
 def udp_many_sources_memory():
     """100,000 distinct sources under udp_rate_per_source: echod's memory
     does not grow beyond its fixed table."""
@@ -289,6 +318,7 @@ def udp_many_sources_memory():
         d.stop()
 
 
+@harness.case(timeout=90)
 def refusal_log_limited():
     """10,000 refused datagrams and 300 refused connections log at most a
     line or two per reason, and the counters count every one."""
@@ -327,19 +357,6 @@ def refusal_log_limited():
 
 # ------------------------------------------------- forged datagrams (raw)
 
-def _in_private_netns():
-    if os.environ.get("ECHOD_TEST_NETNS") == "1":
-        return True
-    if os.geteuid() != 0:
-        raise harness.Skip("needs root for raw sockets in a private network namespace")
-    r = subprocess.run(["unshare", "-n", sys.executable, sys.argv[0], sys.argv[1]],
-                       env=dict(os.environ, ECHOD_TEST_NETNS="1"))
-    if r.returncode == harness.EXIT_SKIP:
-        raise harness.Skip("inside the namespace")
-    check(r.returncode == 0, "the case inside its network namespace", "exit 0", r.returncode)
-    return False
-
-
 def _forge(src, sport, dst, dport, payload):
     """Sends an IPv4/UDP datagram with any source, through a raw socket."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
@@ -349,13 +366,13 @@ def _forge(src, sport, dst, dport, payload):
         r.sendto(ip + udp, (dst, 0))
 
 
+@harness.case()
 def udp_forged_sources():
     """A forged datagram whose source is echod's own address and port is
     answered zero times (it would echo to itself for ever); so is one
     from port 0. Inside a private network namespace."""
-    if not _in_private_netns():
+    if not harness.in_private_netns("raw sockets in a private network namespace"):
         return
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     d, port = _udp_daemon()
     with d:
         d.start()
@@ -377,19 +394,5 @@ def udp_forged_sources():
         d.stop()
 
 
-CASES = {
-    "acl_deny_allow": acl_deny_allow,
-    "per_source_cap": per_source_cap,
-    "max_connection_time": max_connection_time,
-    "reload_closes_refused": reload_closes_refused,
-    "udp_reply_source": udp_reply_source,
-    "udp_loop_ports": udp_loop_ports,
-    "udp_acl": udp_acl,
-    "udp_rate": udp_rate,
-    "udp_many_sources_memory": udp_many_sources_memory,
-    "refusal_log_limited": refusal_log_limited,
-    "udp_forged_sources": udp_forged_sources,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -14,6 +14,7 @@ import harness
 from harness import MIB, Daemon, check, check_bytes, fail
 
 
+@harness.case(timeout=300, alone=True)
 def concurrent_16mib():
     """100 concurrent clients each send 16 MiB of random bytes; each gets
     exactly its own stream back (sha256 compared)."""
@@ -88,6 +89,7 @@ def concurrent_16mib():
         d.stop()
 
 
+@harness.case(timeout=180)
 def tiny_buffer():
     """buffer_size = 64 (the minimum): multi-MiB payloads still come back exact."""
     with Daemon(config="buffer_size = 64\n") as d:
@@ -103,6 +105,7 @@ def tiny_buffer():
         d.stop()
 
 
+@harness.case()
 def all_byte_values():
     """Every byte value, NUL and invalid UTF-8 included, split at odd places,
     comes back unchanged and in order (transform = none, the default)."""
@@ -124,6 +127,7 @@ def all_byte_values():
         d.stop()
 
 
+@harness.case(timeout=240, alone=True)
 def many_connections():
     """5,000 connections open at once, each echoing its own message."""
     n = 5000
@@ -151,6 +155,7 @@ def many_connections():
         d.stop()
 
 
+@harness.case(timeout=90)
 def accept_burst():
     """1,000 connections already waiting in the backlog when the daemon looks
     (it was stopped): one wakeup, and every one of them is accepted and served."""
@@ -175,6 +180,7 @@ def accept_burst():
         d.stop()
 
 
+@harness.case()
 def half_close():
     """Client sends 1 MiB then shutdown(SHUT_WR): gets all of it back, then EOF."""
     payload = os.urandom(MIB + 7)
@@ -187,6 +193,7 @@ def half_close():
         d.stop()
 
 
+@harness.case(timeout=90)
 def half_close_pending():
     """The client's FIN arrives while the daemon still holds unsent data (the
     client is not reading yet): it sends all of it, then closes. Both data
@@ -207,6 +214,7 @@ def half_close_pending():
             d.stop()
 
 
+@harness.case(timeout=90)
 def half_close_backpressure():
     """Client fills every buffer without reading, then shutdown(SHUT_WR): the
     daemon still sends everything back, then closes."""
@@ -224,6 +232,7 @@ def half_close_backpressure():
         d.stop()
 
 
+@harness.case()
 def silent_client():
     """A client that connects and says nothing for a while (the kernel holds
     back such connections from accept until their first bytes, or a second)
@@ -238,6 +247,7 @@ def silent_client():
         d.stop()
 
 
+@harness.case()
 def half_close_empty():
     """Client connects and at once shuts down its sending side: EOF, no data."""
     with Daemon() as d:
@@ -255,6 +265,7 @@ def _reset(s):
     s.close()
 
 
+@harness.case(timeout=120)
 def reset_mid_stream():
     """Clients that reset (SO_LINGER 0 + close) mid-stream, while the daemon
     reads or writes, never stop it; it keeps serving and forgets them."""
@@ -280,6 +291,7 @@ def reset_mid_stream():
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def never_reading_client():
     """Clients that write a lot and never read cannot grow the daemon's memory
     beyond buffer_size each (VmRSS; its fds stay bounded too), and the daemon
@@ -292,8 +304,9 @@ def never_reading_client():
             d.start()
             # Warm up: the first connection's allocations are not what we measure.
             w = d.connect()
-            harness.echo(w, payload[:4 * MIB], what="warm-up echo",
-                         expect=payload[:4 * MIB] if transform == "none" else harness.upper(payload[:4 * MIB]))
+            warm = payload[:4 * MIB]
+            harness.echo(w, warm, what="warm-up echo",
+                         expect=warm if transform == "none" else harness.upper(warm))
             w.close()
             d.wait_stats(lambda st: st[0] == 0, "warm-up connection closed")
             time.sleep(0.2)
@@ -327,20 +340,5 @@ def never_reading_client():
             d.stop()
 
 
-CASES = {
-    "concurrent_16mib": concurrent_16mib,
-    "tiny_buffer": tiny_buffer,
-    "all_byte_values": all_byte_values,
-    "many_connections": many_connections,
-    "accept_burst": accept_burst,
-    "half_close": half_close,
-    "half_close_pending": half_close_pending,
-    "half_close_backpressure": half_close_backpressure,
-    "half_close_empty": half_close_empty,
-    "silent_client": silent_client,
-    "reset_mid_stream": reset_mid_stream,
-    "never_reading_client": never_reading_client,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

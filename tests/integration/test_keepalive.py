@@ -2,9 +2,7 @@
 """TCP keepalive: peers that vanish without FIN or RST are reaped, so no
 connection is held for ever (with the defaults too)."""
 
-import os
 import subprocess
-import sys
 import time
 
 import harness
@@ -13,21 +11,7 @@ from harness import Daemon, check
 KEEPALIVE_TIMER = 2  # /proc/net/tcp "tr" field: the keepalive timer is armed
 
 
-def _server_timer(port, client_port):
-    """(timer kind, seconds until it fires) of echod's side of a connection."""
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(name) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                lp = int(fields[1].rsplit(":", 1)[1], 16)
-                rp = int(fields[2].rsplit(":", 1)[1], 16)
-                if lp == port and rp == client_port:
-                    tr, when = fields[5].split(":")
-                    return int(tr, 16), int(when, 16) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
+@harness.case()
 def keepalive_default():
     """With the defaults, echod's side of a connection has the keepalive
     timer armed, first probe after 60 s of silence."""
@@ -35,7 +19,7 @@ def keepalive_default():
         d.start()
         s = d.connect()
         harness.echo(s, b"hello\n")
-        t = _server_timer(d.listener().port, s.getsockname()[1])
+        t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
         check(t is not None and t[0] == KEEPALIVE_TIMER and 50 <= t[1] <= 61,
               "keepalive timer of echod's side of an idle connection",
               "timer 2 (keepalive), due in 50..60 s", t)
@@ -44,27 +28,12 @@ def keepalive_default():
         d.stop()
 
 
-def _in_private_netns():
-    """Re-runs this case inside a new network namespace with only loopback
-    (root only): there, taking loopback down makes a peer vanish."""
-    if os.environ.get("ECHOD_TEST_NETNS") == "1":
-        return True
-    if os.geteuid() != 0:
-        raise harness.Skip("needs root for a private network namespace")
-    r = subprocess.run(["unshare", "-n", sys.executable, sys.argv[0], sys.argv[1]],
-                       env=dict(os.environ, ECHOD_TEST_NETNS="1"))
-    if r.returncode == harness.EXIT_SKIP:
-        raise harness.Skip("inside the namespace")
-    check(r.returncode == 0, "the case inside its network namespace", "exit 0", r.returncode)
-    return False
-
-
+@harness.case(timeout=120)
 def keepalive_reaps_vanished_peer():
     """Peers that vanish without a FIN or RST (their packets stop, as when
     a host dies) are reaped by keepalive: echod's count returns to 0."""
-    if not _in_private_netns():
+    if not harness.in_private_netns():
         return
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with Daemon(config="tcp_keepalive = 1s\n") as d:
         d.start()
         socks = [d.connect() for _ in range(20)]
@@ -83,10 +52,5 @@ def keepalive_reaps_vanished_peer():
         d.stop()
 
 
-CASES = {
-    "keepalive_default": keepalive_default,
-    "keepalive_reaps_vanished_peer": keepalive_reaps_vanished_peer,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -11,7 +11,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,28 +19,6 @@ import harness
 from harness import Daemon, check, check_equal
 
 CLIENT_SOURCES = ["127.0.0.%d" % i for i in range(2, 6)]
-
-
-def _in_private_netns():
-    if os.environ.get("ECHOD_TEST_NETNS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        return True
-    if os.geteuid() != 0:
-        raise harness.Skip("needs root for a private network namespace")
-    if not shutil.which("unshare"):
-        raise harness.Skip("no unshare(1)")
-    r = subprocess.run(["unshare", "-n", sys.executable, sys.argv[0], sys.argv[1]],
-                       env=dict(os.environ, ECHOD_TEST_NETNS="1"))
-    if r.returncode == harness.EXIT_SKIP:
-        raise harness.Skip("inside the namespace")
-    check(r.returncode == 0, "the case inside its network namespace", "exit 0", r.returncode)
-    return False
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client(src, port, payload):
@@ -87,15 +64,16 @@ backend echod
 """
 
 
+@harness.case(timeout=120, alone=True)
 def haproxy_in_front():
     """Clients from 4 addresses through HAProxy to two echod instances:
     every byte back (hashes), both instances serve, and each logs the real
     client addresses from the PROXY v2 header, not HAProxy's."""
     if not shutil.which("haproxy"):
         raise harness.Skip("haproxy is not installed (Debian package haproxy)")
-    if not _in_private_netns():
+    if not harness.in_private_netns():
         return
-    ports = [_free_port() for _ in range(5)]
+    ports = [harness.free_port() for _ in range(5)]
     front, p1, h1, p2, h2 = ports
     conf = "log_connections = yes\n"
     with Daemon(config=conf, listen=["proxy:127.0.0.1:%d" % p1, "127.0.0.1:%d" % h1]) as e1, \
@@ -139,11 +117,11 @@ def haproxy_in_front():
             check_equal("clients finished", 40, len(results))
             counts = []
             for name, e, p in (("e1", e1, p1), ("e2", e2, p2)):
-                st = e.wait_stats(lambda st: st[0] == 0, "all connections closed")
+                e.wait_stats(lambda st: st[0] == 0, "all connections closed")
                 # Its PROXY listener's lines (health checks reach the plain one).
                 lines = e.find_log(r"^echod: connection from \S+ on 127\.0\.0\.1:%d " % p)
-                sources = sorted({re.match(r"^echod: connection from ([\d.]+):", l).group(1)
-                                  for l in lines if re.match(r"^echod: connection from [\d.]+:", l)})
+                sources = sorted({re.match(r"^echod: connection from ([\d.]+):", line).group(1)
+                                  for line in lines if re.match(r"^echod: connection from [\d.]+:", line)})
                 counts.append(len(lines))
                 print("%s: %d connections through HAProxy, client sources in its log: %s" % (
                     name, len(lines), sources))
@@ -162,9 +140,10 @@ def haproxy_in_front():
                 hp.kill()
 
 
+@harness.case()
 def reuse_port_instances():
     """Two instances on one port with reuse_port = yes: both serve."""
-    port = _free_port()
+    port = harness.free_port()
     conf = "reuse_port = yes\n"
     addr = "127.0.0.1:%d" % port
     with Daemon(config=conf, listen=[addr]) as a, Daemon(config=conf, listen=[addr]) as b:
@@ -182,10 +161,5 @@ def reuse_port_instances():
         b.stop()
 
 
-CASES = {
-    "haproxy_in_front": haproxy_in_front,
-    "reuse_port_instances": reuse_port_instances,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

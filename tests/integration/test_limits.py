@@ -52,6 +52,7 @@ def _watch(socks, msgs, only, timeout, want=None):
     return out
 
 
+@harness.case(timeout=90)
 def max_connections():
     """max_connections = N: of N+k clients only N are served at once; the
     others wait in the backlog and are served as served ones close."""
@@ -94,6 +95,7 @@ def max_connections():
         d.stop()
 
 
+@harness.case(timeout=150, alone=True)
 def fd_exhaustion():
     """RLIMIT_NOFILE = 64 and more clients than fds: the daemon does not
     busy-loop (little CPU while saturated), warns, keeps running, and serves
@@ -171,6 +173,7 @@ def _eof_now(sock):
     return True
 
 
+@harness.case()
 def idle_timeout():
     """-i 200ms: an idle connection is closed by the server (EOF), not before
     it has been idle that long; one that keeps talking stays open."""
@@ -214,11 +217,5 @@ def idle_timeout():
         d.stop()
 
 
-CASES = {
-    "max_connections": max_connections,
-    "fd_exhaustion": fd_exhaustion,
-    "idle_timeout": idle_timeout,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -15,14 +15,20 @@ def _need_ipv6():
         raise harness.Skip("no IPv6 on the loopback interface (cannot bind ::1)")
 
 
+def _start_logged(d, prefix, what):
+    """Starts d; its TCP listener is logged as PREFIX + PORT. Returns it."""
+    d.start()
+    listener = d.listener("tcp")
+    check(listener.text.startswith(prefix) and listener.port > 0, what, prefix + "PORT", listener.text)
+    return listener
+
+
+@harness.case()
 def ipv6():
     """-l [::1]:0: logged as [::1]:PORT (tcp), echoes over IPv6."""
     _need_ipv6()
     with Daemon(listen=["[::1]:0"]) as d:
-        d.start()
-        l = d.listener("tcp")
-        check(l.text.startswith("[::1]:") and l.port > 0, "logged IPv6 listener",
-              "[::1]:PORT", l.text)
+        _start_logged(d, "[::1]:", "logged IPv6 listener")
         s = d.connect()
         check(s.family == socket.AF_INET6, "client socket family", "AF_INET6", s.family)
         harness.echo(s, os.urandom(MIB), what="echo over IPv6")
@@ -30,16 +36,15 @@ def ipv6():
         d.stop()
 
 
+@harness.case()
 def ipv6_dual_stack():
     """-l [::]:0 is dual stack: reachable over 127.0.0.1 and ::1."""
     _need_ipv6()
     with Daemon(listen=["[::]:0"]) as d:
-        d.start()
-        l = d.listener("tcp")
-        check(l.text.startswith("[::]:") and l.port > 0, "logged wildcard listener", "[::]:PORT", l.text)
-        s4 = harness.connect(l, family=socket.AF_INET, address=("127.0.0.1", l.port))
+        listener = _start_logged(d, "[::]:", "logged wildcard listener")
+        s4 = harness.connect(listener, family=socket.AF_INET, address=("127.0.0.1", listener.port))
         harness.echo(s4, b"over IPv4\n", what="echo over 127.0.0.1 on [::]")
-        s6 = harness.connect(l, family=socket.AF_INET6, address=("::1", l.port))
+        s6 = harness.connect(listener, family=socket.AF_INET6, address=("::1", listener.port))
         harness.echo(s6, b"over IPv6\n", what="echo over ::1 on [::]")
         s4.close()
         s6.close()
@@ -56,14 +61,15 @@ def _unix_daemon(tmp, path, **kw):
     return Daemon(listen=["unix:" + path], tmpdir=tmp, **kw)
 
 
+@harness.case()
 def unix():
     """-l unix:/PATH: logged as unix:/PATH (unix), echoes, half-close works."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
         path = os.path.join(tmp, "s")
         with _unix_daemon(tmp, path) as d:
             d.start()
-            l = d.listener("unix")
-            check(l.text == "unix:" + path, "logged Unix listener", "unix:" + path, l.text)
+            listener = d.listener("unix")
+            check(listener.text == "unix:" + path, "logged Unix listener", "unix:" + path, listener.text)
             s = d.connect("unix")
             harness.echo(s, os.urandom(2 * MIB), what="echo over a Unix socket")
             payload = os.urandom(100000)
@@ -73,6 +79,7 @@ def unix():
             d.stop()
 
 
+@harness.case()
 def unix_stale_socket():
     """A stale socket file (nobody listening) is replaced."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -89,6 +96,7 @@ def unix_stale_socket():
             d.stop()
 
 
+@harness.case()
 def unix_live_socket():
     """A live socket file (someone listening) is not replaced: exit 1, and
     the other listener still works."""
@@ -112,6 +120,7 @@ def unix_live_socket():
                 conn.close()
 
 
+@harness.case()
 def unix_bound_not_listening():
     """A socket file whose owner has bound it but not listened yet is not
     stale: echod leaves it alone and exits 1."""
@@ -132,6 +141,7 @@ def unix_bound_not_listening():
                 c.connect(path)
 
 
+@harness.case()
 def unix_unlink_own_only():
     """At exit echod removes the socket file it created, not a file (or
     another instance's socket) that has replaced it meanwhile."""
@@ -165,6 +175,7 @@ def unix_unlink_own_only():
                     other.close()
 
 
+@harness.case()
 def unix_not_a_socket():
     """A regular file at the socket path is never removed: exit 1, file intact."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -178,6 +189,7 @@ def unix_not_a_socket():
         check(content == "precious\n", "the regular file is left alone", "precious\\n", content)
 
 
+@harness.case()
 def unix_peer_vanishes():
     """Unix clients that close while echod still has data for them (its
     writes fail with EPIPE) never stop the daemon: SIGPIPE is not fatal."""
@@ -198,6 +210,7 @@ def unix_peer_vanishes():
             d.stop()
 
 
+@harness.case()
 def reuse_port():
     """reuse_port = yes: a second echod binds the same TCP port, both serve."""
     with Daemon(config="reuse_port = yes\n") as a:
@@ -214,40 +227,42 @@ def reuse_port():
         a.stop()
 
 
-def _udp_client(l):
-    c = socket.socket(l.family, socket.SOCK_DGRAM)
-    c.bind(("::1" if l.family == socket.AF_INET6 else "127.0.0.1", 0))
+def _udp_client(listener):
+    c = socket.socket(listener.family, socket.SOCK_DGRAM)
+    c.bind(("::1" if listener.family == socket.AF_INET6 else "127.0.0.1", 0))
     c.settimeout(5)
     return c
 
 
-def _udp_echo(c, l, data, what):
-    c.sendto(data, l.address)
+def _udp_echo(c, listener, data, what):
+    c.sendto(data, listener.address)
     try:
         got, src = c.recvfrom(70000)
     except socket.timeout:
         fail(what, "a datagram of %d bytes back within 5s" % len(data), "nothing")
-    check(src[:2] == l.address[:2], what + ": reply comes from the listening address", l.address, src)
+    check(src[:2] == listener.address[:2], what + ": reply comes from the listening address",
+          listener.address, src)
     check_bytes(what, data, got)
 
 
 def _udp(listen):
     with Daemon(listen=[listen]) as d:
         d.start()
-        l = d.listener("udp")
-        a, b = _udp_client(l), _udp_client(l)
+        listener = d.listener("udp")
+        a, b = _udp_client(listener), _udp_client(listener)
         for i, size in enumerate([1, 7, 100, 1400, 4096, 8192]):
             # Interleaved senders: each gets its own datagrams back, one per datagram.
             da, db = os.urandom(size), os.urandom(size + 1)
-            a.sendto(da, l.address)
-            b.sendto(db, l.address)
+            a.sendto(da, listener.address)
+            b.sendto(db, listener.address)
             for c, data, name in ((a, da, "a"), (b, db, "b")):
                 try:
                     got, src = c.recvfrom(70000)
                 except socket.timeout:
-                    fail("UDP echo to sender %s (%d bytes)" % (name, len(data)), "a datagram", "nothing in 5s")
+                    fail("UDP echo to sender %s (%d bytes)" % (name, len(data)), "a datagram",
+                         "nothing in 5s")
                 check_bytes("UDP datagram #%d echoed to sender %s" % (i, name), data, got)
-                check(src[:2] == l.address[:2], "source of the UDP reply", l.address, src)
+                check(src[:2] == listener.address[:2], "source of the UDP reply", listener.address, src)
         for c in (a, b):
             c.settimeout(0.3)
             try:
@@ -260,44 +275,49 @@ def _udp(listen):
         d.stop()
 
 
+@harness.case()
 def udp():
     """-l udp:127.0.0.1:0: each datagram echoed to its sender."""
     _udp("udp:127.0.0.1:0")
 
 
+@harness.case()
 def udp_ipv6():
     """-l udp:[::1]:0: each datagram echoed to its sender."""
     _need_ipv6()
     _udp("udp:[::1]:0")
 
 
+@harness.case()
 def udp_empty_datagram():
     """An empty datagram is echoed as an empty datagram (RFC 862: every
     datagram gets an answering datagram)."""
     with Daemon(listen=["udp:127.0.0.1:0"]) as d:
         d.start()
-        l = d.listener("udp")
-        c = _udp_client(l)
-        _udp_echo(c, l, b"", "echo of an empty datagram")
-        _udp_echo(c, l, b"after", "echo after the empty datagram")
+        listener = d.listener("udp")
+        c = _udp_client(listener)
+        _udp_echo(c, listener, b"", "echo of an empty datagram")
+        _udp_echo(c, listener, b"after", "echo after the empty datagram")
         c.close()
         d.stop()
 
 
+@harness.case()
 def udp_large_datagram():
     """The largest IPv4 UDP datagram (65507 bytes) comes back whole, even with
     a small buffer_size."""
     with Daemon(listen=["udp:127.0.0.1:0"], config="buffer_size = 1K\n") as d:
         d.start()
-        l = d.listener("udp")
-        c = _udp_client(l)
+        listener = d.listener("udp")
+        c = _udp_client(listener)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        _udp_echo(c, l, os.urandom(65507), "echo of a 65507-byte datagram")
-        _udp_echo(c, l, os.urandom(20000), "echo of a 20000-byte datagram")
+        _udp_echo(c, listener, os.urandom(65507), "echo of a 65507-byte datagram")
+        _udp_echo(c, listener, os.urandom(20000), "echo of a 20000-byte datagram")
         c.close()
         d.stop()
 
 
+@harness.case()
 def several_listeners():
     """TCP, UDP and Unix listeners in one daemon, each logged and working."""
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
@@ -305,36 +325,18 @@ def several_listeners():
         listen = ["127.0.0.1:0", "udp:127.0.0.1:0", "unix:" + path]
         with Daemon(listen=listen, tmpdir=tmp) as d:
             d.start()
-            kinds = sorted(l.kind for l in d.listeners)
+            kinds = sorted(listener.kind for listener in d.listeners)
             check(kinds == ["tcp", "udp", "unix"], "listeners logged", ["tcp", "udp", "unix"], d.listeners)
             for kind in ("tcp", "unix"):
                 s = d.connect(kind)
                 harness.echo(s, b"via " + kind.encode(), what="echo via " + kind)
                 s.close()
-            l = d.listener("udp")
-            c = _udp_client(l)
-            _udp_echo(c, l, b"via udp", "echo via udp")
+            listener = d.listener("udp")
+            c = _udp_client(listener)
+            _udp_echo(c, listener, b"via udp", "echo via udp")
             c.close()
             d.stop()
 
 
-CASES = {
-    "ipv6": ipv6,
-    "ipv6_dual_stack": ipv6_dual_stack,
-    "unix": unix,
-    "unix_stale_socket": unix_stale_socket,
-    "unix_live_socket": unix_live_socket,
-    "unix_not_a_socket": unix_not_a_socket,
-    "unix_bound_not_listening": unix_bound_not_listening,
-    "unix_unlink_own_only": unix_unlink_own_only,
-    "unix_peer_vanishes": unix_peer_vanishes,
-    "udp": udp,
-    "udp_ipv6": udp_ipv6,
-    "udp_empty_datagram": udp_empty_datagram,
-    "udp_large_datagram": udp_large_datagram,
-    "several_listeners": several_listeners,
-    "reuse_port": reuse_port,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

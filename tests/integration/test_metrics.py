@@ -155,6 +155,7 @@ def echo_some(d, n=3):
     return total
 
 
+@harness.case()
 def families_and_values():
     """Every family of the contract, with HELP and TYPE, every reason at
     zero, and values equal to the SIGUSR1 stats after echo and UDP traffic;
@@ -211,6 +212,7 @@ def families_and_values():
         d.stop()
 
 
+@harness.case()
 def promtool():
     """`promtool check metrics` accepts the body as served."""
     tool = shutil.which("promtool")
@@ -229,6 +231,7 @@ def promtool():
         d.stop()
 
 
+@harness.case()
 def not_found():
     """A well-formed request for any other path gets 404; / and HEAD too."""
     d, ml = start()
@@ -241,6 +244,7 @@ def not_found():
         d.stop()
 
 
+@harness.case()
 def bad_request():
     """Garbage, and requests echod does not speak, get 400 and a clean close
     (even while the client goes on sending)."""
@@ -261,6 +265,7 @@ def bad_request():
         d.stop()
 
 
+@harness.case()
 def oversized_request():
     """A request head over 2048 bytes gets 400 and is closed; so is one
     that never ends, whatever the client sends."""
@@ -295,6 +300,7 @@ def oversized_request():
         d.stop()
 
 
+@harness.case()
 def slow_scraper():
     """A scraper that sends half a request and waits is closed after about
     3 s; echo clients are served exactly meanwhile."""
@@ -325,6 +331,7 @@ def slow_scraper():
         d.stop()
 
 
+@harness.case()
 def scraper_cap():
     """At most 8 scrapers are served at once: with 8 slow ones holding
     their slots, a 9th waits (in the backlog) and is answered once they
@@ -358,6 +365,7 @@ def scraper_cap():
         d.stop()
 
 
+@harness.case()
 def many_scrapers():
     """50 concurrent scrapers, one in five slow: each gets a full 200 or a
     clean close, echod
@@ -412,6 +420,7 @@ def many_scrapers():
         d.stop()
 
 
+@harness.case()
 def unix_address():
     """`metrics = unix:PATH` serves over a Unix socket, removed at exit."""
     d = Daemon(config="")
@@ -427,6 +436,7 @@ def unix_address():
         check(not os.path.exists(path), "the socket file is removed at exit", "gone", "still there")
 
 
+@harness.case()
 def sighup_address():
     """SIGHUP moves the endpoint: the new address serves, the old one is
     closed; an unchanged address stays open (same port); an address that
@@ -481,6 +491,7 @@ def sighup_address():
         d.stop()
 
 
+@harness.case()
 def sigterm_with_scraper():
     """SIGTERM with a scraper connected (half a request sent): echod exits 0
     at once, it does not wait for the scraper."""
@@ -497,19 +508,5 @@ def sigterm_with_scraper():
         s.close()
 
 
-CASES = {
-    "families_and_values": families_and_values,
-    "promtool": promtool,
-    "not_found": not_found,
-    "bad_request": bad_request,
-    "oversized_request": oversized_request,
-    "slow_scraper": slow_scraper,
-    "scraper_cap": scraper_cap,
-    "many_scrapers": many_scrapers,
-    "unix_address": unix_address,
-    "sighup_address": sighup_address,
-    "sigterm_with_scraper": sigterm_with_scraper,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

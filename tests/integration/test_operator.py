@@ -3,6 +3,7 @@
 free_bind, unix_mode, unix_group."""
 
 import os
+import signal
 import socket
 import stat
 import tempfile
@@ -10,9 +11,10 @@ import time
 
 import harness
 from harness import Daemon, check, check_equal
-from test_keepalive import KEEPALIVE_TIMER, _server_timer
+from test_keepalive import KEEPALIVE_TIMER
 
 
+@harness.case()
 def defer_accept():
     """defer_accept = 0: a client that says nothing is accepted at once;
     with the default 1s, only once it speaks or the second has passed."""
@@ -29,6 +31,7 @@ def defer_accept():
             d.stop()
 
 
+@harness.case()
 def tcp_keepalive():
     """tcp_keepalive = 0 turns keepalive off; 30s arms it for 30 s."""
     for conf, want in (("tcp_keepalive = 0\n", None), ("tcp_keepalive = 30s\n", 30)):
@@ -36,7 +39,7 @@ def tcp_keepalive():
             d.start()
             s = d.connect()
             harness.echo(s, b"x")
-            t = _server_timer(d.listener().port, s.getsockname()[1])
+            t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
             if want is None:
                 check(t is not None and t[0] != KEEPALIVE_TIMER, "no keepalive timer with %r" % conf,
                       "no timer 2", t)
@@ -47,6 +50,50 @@ def tcp_keepalive():
             d.stop()
 
 
+def _reload(d, text):
+    since = d.mark()
+    d.write_config(text)
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"^echod: configuration reloaded", since=since)
+
+
+@harness.case()
+def reload_socket_options():
+    """A reload applies tcp_keepalive and defer_accept to the listeners it
+    keeps, for the connections accepted after it."""
+    with Daemon(config="tcp_keepalive = 0\ndefer_accept = 0\n") as d:
+        d.start()
+        _reload(d, "tcp_keepalive = 30s\ndefer_accept = 0\n")
+        s = d.connect()
+        harness.echo(s, b"x")
+        t = harness.tcp_timer(d.listener().port, s.getsockname()[1])
+        check(t is not None and t[0] == KEEPALIVE_TIMER and 25 <= t[1] <= 31,
+              "keepalive timer of a connection accepted after the reload",
+              "timer 2 due in about 30 s", t)
+        s.close()
+        d.stop()
+
+
+@harness.case()
+def reload_listener_mode():
+    """A reload that turns 127.0.0.1:P into proxy:127.0.0.1:P (or back)
+    keeps the socket: no "address in use", and the new mode applies."""
+    port = harness.free_port()
+    plain, proxy = "listen = 127.0.0.1:%d\n" % port, "listen = proxy:127.0.0.1:%d\n" % port
+    with Daemon(config=plain, listen=None) as d:
+        d.start()
+        _reload(d, proxy)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 7\r\nbehind")
+            check_equal("echo through the listener made proxy: by a reload", b"behind",
+                        harness.recv_exact(s, 6))
+        _reload(d, plain)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            harness.echo(s, b"plain again\n")
+        d.stop()
+
+
+@harness.case()
 def free_bind():
     """free_bind = yes binds an address no interface has (yet); without it
     the start fails with exit 1 and a hint."""
@@ -71,6 +118,7 @@ def _empty():
     return p
 
 
+@harness.case()
 def unix_mode_group():
     """unix_mode and unix_group set the socket file's permissions and
     group from the moment it exists."""
@@ -97,12 +145,5 @@ def unix_mode_group():
                   "an unknown unix_group", "exit 1 naming the group", (rc, d.log()))
 
 
-CASES = {
-    "defer_accept": defer_accept,
-    "tcp_keepalive": tcp_keepalive,
-    "free_bind": free_bind,
-    "unix_mode_group": unix_mode_group,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

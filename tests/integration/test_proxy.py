@@ -45,6 +45,7 @@ def _closed_without_echo(s, what):
     check_equal(what + ": bytes back", b"", got)
 
 
+@harness.case()
 def header_not_echoed():
     """v1 and v2 (IPv4, IPv6, with TLVs, LOCAL, UNKNOWN): only what
     follows the header comes back; the log shows the header's client."""
@@ -72,6 +73,47 @@ def header_not_echoed():
         d.stop()
 
 
+@harness.case()
+def bulk_after_header():
+    """A PROXY header with 60 KB behind it in one segment, to a client
+    that does not read yet, with buffer_size = 1K: what echod cannot send
+    is kept (no overflow of the small buffer), then all of it comes back."""
+    if not harness.in_private_netns("a small TCP send buffer"):
+        return
+    # echod's first send then takes only a part of the 60 KB.
+    with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
+        f.write("4096 4096 8192")
+    with _daemon("buffer_size = 1K\n") as d:
+        d.start()
+        s = harness.connect(d.listener(), rcvbuf=1024)
+        payload = bytes(range(256)) * 240
+        s.sendall(v1() + payload)
+        time.sleep(1)
+        d.check_alive("echod after a header with 60 KB behind it")
+        got = harness.recv_exact(s, len(payload), timeout=20, what="the 60 KB after the header")
+        harness.check_bytes("echo of the data behind the header", payload, got)
+        s.close()
+        d.stop()
+
+
+@harness.case()
+def late_header_short_lifetime():
+    """With max_connection_time under 3 s, a missing header is still a
+    PROXY refusal, and the connection closes at the earlier deadline."""
+    with _daemon("max_connection_time = 1s\n") as d:
+        d.start()
+        s = d.connect()
+        s.sendall(b"PROXY ")
+        t0 = time.monotonic()
+        _closed_without_echo(s, "a header that never ends, lifetime 1 s")
+        waited = time.monotonic() - t0
+        check(waited < 2.9, "closed at the first deadline (1 s)", "under 2.9 s", "%.1f s" % waited)
+        counts = d.full_stats()[2]
+        check_equal("counted (proxy, lifetime)", (1, 0), (counts["proxy"], counts["lifetime"]))
+        d.stop()
+
+
+@harness.case()
 def header_in_pieces():
     """A header that arrives byte by byte, then data: echoed exactly."""
     with _daemon() as d:
@@ -86,6 +128,7 @@ def header_in_pieces():
         d.stop()
 
 
+@harness.case()
 def bad_headers():
     """Malformed, missing, oversized, late: closed without a byte, counted."""
     with _daemon() as d:
@@ -117,6 +160,7 @@ def bad_headers():
         d.stop()
 
 
+@harness.case()
 def lists_use_header_address():
     """deny and max_connections_per_source apply to the header's source,
     not to the balancer's address."""
@@ -143,6 +187,7 @@ def lists_use_header_address():
         d.stop()
 
 
+@harness.case()
 def untrusted_peer():
     """A peer outside proxy_trusted may not send headers: closed."""
     with _daemon("proxy_trusted = 10.0.0.0/8\n") as d:
@@ -154,13 +199,5 @@ def untrusted_peer():
         d.stop()
 
 
-CASES = {
-    "header_not_echoed": header_not_echoed,
-    "header_in_pieces": header_in_pieces,
-    "bad_headers": bad_headers,
-    "lists_use_header_address": lists_use_header_address,
-    "untrusted_peer": untrusted_peer,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -15,6 +15,7 @@ import harness
 from harness import MIB, Daemon, check, check_bytes
 
 
+@harness.case(timeout=120, alone=True)
 def blocked_bulk_clients_fds():
     """200 clients that send bulk data and never read cost one fd each (the
     splice pipe of a blocked client goes back; its bytes wait in a buffer
@@ -65,6 +66,7 @@ def blocked_bulk_clients_fds():
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def memory_returns_after_load():
     """After 40 never-reading clients at buffer_size = 4M are gone, VmRSS
     comes back near its idle value (the free-buffer pool is bounded in
@@ -93,12 +95,19 @@ def memory_returns_after_load():
         check(rss1 - rss0 > clients * 2 * 1024, "test setup: the clients made echod hold data",
               "more than %d KiB" % (clients * 2 * 1024), "%d KiB" % (rss1 - rss0))
         bound = 16 * 1024
+        with open("/proc/%d/maps" % d.pid) as f:
+            sanitized = "libasan" in f.read()
+        if sanitized:  # ASan's quarantine keeps freed memory: no bound to check
+            print("(AddressSanitizer build: VmRSS after the load not checked)")
+            d.stop()
+            return
         check(rss2 - rss0 <= bound, "VmRSS after the load ended",
               "at most %d KiB above idle" % bound, "%d KiB above idle (%d -> %d)" % (
                   rss2 - rss0, rss0, rss2))
         d.stop()
 
 
+@harness.case(timeout=120, alone=True)
 def log_pipe_not_read():
     """With --log-level=debug and stderr a pipe nobody reads, echod keeps
     serving: writes that would block are dropped and counted, and the
@@ -108,10 +117,7 @@ def log_pipe_not_read():
     with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
         conf = os.path.join(tmp, "echod.conf")
         open(conf, "w").close()
-        port_file = os.path.join(tmp, "port")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = harness.free_port()
         r, w = os.pipe()
         p = subprocess.Popen([harness.ECHOD, "-c", conf, "-l", "127.0.0.1:%d" % port,
                               "--log-level=debug"], stdin=subprocess.DEVNULL,
@@ -159,7 +165,7 @@ def log_pipe_not_read():
                 time.sleep(0.1)
                 drain()
             lines = text.decode(errors="replace").splitlines()
-            dropped = [l for l in lines if "log lines dropped" in l]
+            dropped = [line for line in lines if "log lines dropped" in line]
             check(dropped, "a line saying how many log lines were dropped",
                   "echod: N log lines dropped ...", lines[-5:])
             print(dropped[0])
@@ -178,6 +184,7 @@ def log_pipe_not_read():
             os.close(r)
 
 
+@harness.case()
 def tcp_urgent_data():
     """Urgent (out-of-band) data comes back inline, in place, without a
     stall, and a half-close after it still brings every byte then EOF."""
@@ -200,6 +207,7 @@ def tcp_urgent_data():
         d.stop()
 
 
+@harness.case()
 def unix_passed_fds():
     """Data sent with SCM_RIGHTS on a Unix socket, and the data after it,
     come back without a stall; the passed descriptors never stay open in
@@ -240,13 +248,5 @@ def unix_passed_fds():
             d.stop()
 
 
-CASES = {
-    "blocked_bulk_clients_fds": blocked_bulk_clients_fds,
-    "memory_returns_after_load": memory_returns_after_load,
-    "log_pipe_not_read": log_pipe_not_read,
-    "tcp_urgent_data": tcp_urgent_data,
-    "unix_passed_fds": unix_passed_fds,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -64,11 +64,13 @@ def _drain(sig, transform="none"):
         s.close()
 
 
+@harness.case(timeout=120)
 def sigterm_drain():
     _drain(signal.SIGTERM)
     _drain(signal.SIGTERM, transform="upper")
 
 
+@harness.case(timeout=120)
 def sigint_drain():
     _drain(signal.SIGINT)
 
@@ -93,6 +95,7 @@ def _read_to_end(sock, timeout):
         buf += chunk
 
 
+@harness.case(timeout=120)
 def sigterm_drain_half_closed():
     """A client that sent everything and half-closed before SIGTERM gets all of
     it back (also what was still queued unread towards the daemon), then EOF."""
@@ -142,6 +145,7 @@ def _talk_after_signal(d, s, count=20):
         time.sleep(0.01)
 
 
+@harness.case()
 def sigterm_drain_talking():
     """A client still talking after SIGTERM is served while it talks (an
     empty receive queue between two messages does not end it), and its
@@ -159,6 +163,7 @@ def sigterm_drain_talking():
         s.close()
 
 
+@harness.case(timeout=120)
 def sigterm_drain_falls_silent():
     """A client that talked after SIGTERM and then falls silent, without
     closing, is closed (EOF) once quiet, long before shutdown_timeout."""
@@ -176,6 +181,7 @@ def sigterm_drain_falls_silent():
         s.close()
 
 
+@harness.case()
 def sigterm_idle():
     """SIGTERM with idle connections: each gets EOF, exit 0 soon (not after
     shutdown_timeout, nothing is pending)."""
@@ -198,6 +204,7 @@ def sigterm_idle():
         check(rc == 0, "exit status after SIGTERM", 0, rc)
 
 
+@harness.case(timeout=90)
 def sigterm_shutdown_timeout():
     """A client that never reads cannot hold the shutdown beyond shutdown_timeout."""
     payload = os.urandom(64 * MIB)
@@ -219,6 +226,7 @@ def _reloaded(d, since):
                       timeout=10, since=since)
 
 
+@harness.case()
 def sighup_good():
     """SIGHUP with a good file: new connections get the new settings; the
     listener and existing connections keep working."""
@@ -243,6 +251,7 @@ def sighup_good():
         d.stop()
 
 
+@harness.case()
 def sighup_bad():
     """SIGHUP with a bad file: the error is logged as FILE:LINE:, echod keeps
     running with the old settings (none of the bad file applied); a later
@@ -283,6 +292,7 @@ def sighup_bad():
         d.stop()
 
 
+@harness.case()
 def sigusr1_stats():
     """SIGUSR1 logs `stats: C current, T total connections, B bytes echoed,
     W accept waits, D datagrams; refused: REASON N, ...; dropped: REASON N, ...`
@@ -311,6 +321,7 @@ def sigusr1_stats():
         d.stop()
 
 
+@harness.case()
 def quiet_at_info():
     """Per-connection events are logged at debug only: at the default level
     connections, resets and closes log nothing; at debug they do."""
@@ -325,7 +336,7 @@ def quiet_at_info():
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
             d.wait_stats(lambda st: st[0] == 0 and st[1] == 10, "10 connections come and gone")
-            lines = [l for l in d.log()[since:] if not l.startswith("echod: stats:")]
+            lines = [line for line in d.log()[since:] if not line.startswith("echod: stats:")]
             if want_lines:
                 check(lines, "per-connection lines at log_level = debug", "some lines", "none")
             else:
@@ -334,6 +345,7 @@ def quiet_at_info():
             d.stop()
 
 
+@harness.case()
 def quiet_at_warning():
     """log_level = warning: a normal start, run and SIGTERM log nothing at all."""
     with Daemon(config="log_level = warning\n") as d:
@@ -357,6 +369,7 @@ def _hup(d, expect_ok=True):
     return since
 
 
+@harness.case()
 def sighup_listen():
     """SIGHUP applies the file's `listen` list to listeners echod opened:
     new addresses open, kept ones stay (same port), dropped ones close while
@@ -409,6 +422,7 @@ def sighup_listen():
         d.stop()
 
 
+@harness.case()
 def sighup_keeps_command_line_listen():
     """With -l on the command line, a reload does not take the file's listen list."""
     with Daemon(listen=["127.0.0.1:0"], config="") as d:
@@ -427,22 +441,5 @@ def sighup_keeps_command_line_listen():
         d.stop()
 
 
-CASES = {
-    "sigterm_drain": sigterm_drain,
-    "sigint_drain": sigint_drain,
-    "sigterm_drain_half_closed": sigterm_drain_half_closed,
-    "sigterm_drain_talking": sigterm_drain_talking,
-    "sigterm_drain_falls_silent": sigterm_drain_falls_silent,
-    "sigterm_idle": sigterm_idle,
-    "sigterm_shutdown_timeout": sigterm_shutdown_timeout,
-    "sighup_good": sighup_good,
-    "sighup_bad": sighup_bad,
-    "sigusr1_stats": sigusr1_stats,
-    "sighup_listen": sighup_listen,
-    "sighup_keeps_command_line_listen": sighup_keeps_command_line_listen,
-    "quiet_at_info": quiet_at_info,
-    "quiet_at_warning": quiet_at_warning,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -17,12 +17,6 @@ from harness import Daemon, check, check_equal
 ROUNDS = 5
 
 
-def _free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Streamer(threading.Thread):
     """Keeps one connection busy (sends and reads) until stopped, so that
     echod's wakeups carry many events."""
@@ -59,6 +53,7 @@ def _exit_cleanly(d, what, timeout=30):
           "%s%s" % (rc, " (killed by %s)" % signal.Signals(-rc).name if rc < 0 else ""))
 
 
+@harness.case(timeout=120, alone=True)
 def sigterm_clients_close():
     """SIGTERM, then 300 idle clients close at once while one streams: the
     drain closes connections whose FIN is still in the batch."""
@@ -83,6 +78,7 @@ def sigterm_clients_close():
             _exit_cleanly(d, "round %d" % r)
 
 
+@harness.case(timeout=90)
 def sigterm_then_sigint():
     """SIGTERM and SIGINT read in one wakeup, before the data of 20 clients:
     the second signal closes every connection while their events wait in
@@ -123,7 +119,7 @@ def _connect_loop(port, stop, kind=socket.SOCK_STREAM):
 
 
 def _reload_drops_listener(kind, scheme):
-    keep, drop = _free_port(), _free_port(kind)
+    keep, drop = harness.free_port(), harness.free_port(kind=kind)
     both = "listen = 127.0.0.1:%d\nlisten = %s127.0.0.1:%d\n" % (keep, scheme, drop)
     one = "listen = 127.0.0.1:%d\n" % keep
     with Daemon(config=both, listen=None) as d:
@@ -151,21 +147,24 @@ def _reload_drops_listener(kind, scheme):
         _exit_cleanly(d, "SIGTERM while clients reach a listener")
 
 
+@harness.case(timeout=90)
 def sighup_drops_busy_listener():
     """A reload that drops a listener while clients connect to it."""
     _reload_drops_listener(socket.SOCK_STREAM, "")
 
 
+@harness.case(timeout=90, alone=True)
 def sighup_drops_flooded_udp():
     """A reload that drops a UDP listener during a flood (the listener had
     deferred itself for the rest of its queue)."""
     _reload_drops_listener(socket.SOCK_DGRAM, "udp:")
 
 
+@harness.case(timeout=90, alone=True)
 def sigterm_during_udp_flood():
     """SIGTERM during a UDP flood: the deferred UDP listener is freed."""
     for r in range(ROUNDS):
-        port = _free_port(socket.SOCK_DGRAM)
+        port = harness.free_port(kind=socket.SOCK_DGRAM)
         with Daemon(listen=("127.0.0.1:0", "udp:127.0.0.1:%d" % port)) as d:
             d.start()
             stop = threading.Event()
@@ -250,6 +249,7 @@ def _stream_until(socks, t_stop, timeout=60):
              e["end"] or "unfinished") for e in st]
 
 
+@harness.case(timeout=120, alone=True)
 def sigterm_many_streams():
     """50 clients streaming at full speed when SIGTERM comes keep being
     served until they half-close: every byte comes back (hashes), then
@@ -274,14 +274,5 @@ def sigterm_many_streams():
         _exit_cleanly(d, "after the streams ended")
 
 
-CASES = {
-    "sigterm_clients_close": sigterm_clients_close,
-    "sigterm_then_sigint": sigterm_then_sigint,
-    "sighup_drops_busy_listener": sighup_drops_busy_listener,
-    "sighup_drops_flooded_udp": sighup_drops_flooded_udp,
-    "sigterm_during_udp_flood": sigterm_during_udp_flood,
-    "sigterm_many_streams": sigterm_many_streams,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -25,6 +25,7 @@ def _check_upper(d, what):
     s.close()
 
 
+@harness.case()
 def upper_config():
     """transform = upper in the config file."""
     with Daemon(config="transform = upper\n") as d:
@@ -33,6 +34,7 @@ def upper_config():
         d.stop()
 
 
+@harness.case()
 def upper_cli():
     """-T upper on the command line."""
     with Daemon(args=["-T", "upper"]) as d:
@@ -41,6 +43,7 @@ def upper_cli():
         d.stop()
 
 
+@harness.case()
 def upper_long_option():
     """--transform=upper on the command line."""
     with Daemon(args=["--transform=upper"]) as d:
@@ -49,6 +52,7 @@ def upper_long_option():
         d.stop()
 
 
+@harness.case()
 def none_overrides_file():
     """-T none beats transform = upper in the file: bytes come back unchanged."""
     with Daemon(config="transform = upper\n", args=["-T", "none"]) as d:
@@ -59,12 +63,5 @@ def none_overrides_file():
         d.stop()
 
 
-CASES = {
-    "upper_config": upper_config,
-    "upper_cli": upper_cli,
-    "upper_long_option": upper_long_option,
-    "none_overrides_file": none_overrides_file,
-}
-
 if __name__ == "__main__":
-    harness.main(CASES)
+    harness.main()

@@ -66,6 +66,7 @@ def activate(listen_args, datagram, echod_args, trigger):
     fail("systemd-socket-activate could not bind a free port 5 times")
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_tcp():
     decoy = own_listen_decoy()
@@ -90,6 +91,7 @@ def case_tcp():
           "echod listens on more than the one socket it was passed:\n" + proc.stderr_text())
 
 
+@sdtest.case("tcp-dual", timeout=180)
 @sdtest.needs_systemd
 def case_tcp_dual():
     if not sdtest.have_ipv6_loopback():
@@ -108,6 +110,7 @@ def case_tcp_dual():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_datagram():
     decoy = own_listen_decoy()
@@ -138,6 +141,7 @@ def case_datagram():
 
 # ---- fds passed by hand, as the service manager does ----
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_mixed():
     """IPv4 and IPv6 TCP, UDP and a Unix stream socket at once."""
@@ -186,8 +190,8 @@ def refused(fds, bad_fd, what):
     err = proc.stderr_text()
     check(code == 1, "echod passed %s as fd %d exited %s, not 1; stderr:\n%s"
           % (what, bad_fd, code, err))
-    lines = [l for l in err.splitlines() if l.startswith("echod: ")]
-    named = [l for l in lines if re.search(r"(?<![\w.:/\[-])%d(?![\w.:/\]-])" % bad_fd, l)]
+    lines = [line for line in err.splitlines() if line.startswith("echod: ")]
+    named = [line for line in lines if re.search(r"(?<![\w.:/\[-])%d(?![\w.:/\]-])" % bad_fd, line)]
     check(named, "no error line names fd %d (%s); stderr:\n%s" % (bad_fd, what, err))
     check(not os.path.exists(decoy), "echod opened its own 'listen' address")
     check(not re.search(r"echod: ready$", err, re.M), "echod said ready although it refused fd %d"
@@ -195,12 +199,14 @@ def refused(fds, bad_fd, what):
     print("refused: " + named[0])
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_pipe():
     r, w = os.pipe()
     refused([r], 3, "the read end of a pipe")
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_file():
     path = sdtest.write_config("not a socket\n", "regular-file")
@@ -208,6 +214,7 @@ def case_file():
     refused([fd], 3, "a regular file")
 
 
+@sdtest.case("not-listening", timeout=180)
 @sdtest.needs_systemd
 def case_not_listening():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -215,6 +222,7 @@ def case_not_listening():
     refused([s], 3, "a bound TCP socket that does not listen")
 
 
+@sdtest.case("second-bad", timeout=180)
 @sdtest.needs_systemd
 def case_second_bad():
     good = sdtest.listening_socket("127.0.0.1")
@@ -222,6 +230,7 @@ def case_second_bad():
     refused([good, r], 4, "a pipe after a good listening socket")
 
 
+@sdtest.case("pid-mismatch", timeout=180)
 @sdtest.needs_systemd
 def case_pid_mismatch():
     """LISTEN_FDS meant for another process (LISTEN_PID differs): echod
@@ -239,6 +248,7 @@ def case_pid_mismatch():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case("udp-connected", timeout=180)
 @sdtest.needs_systemd
 def case_udp_connected():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -247,18 +257,14 @@ def case_udp_connected():
     refused([s], 3, "a connected UDP socket")
 
 
+@sdtest.case("udp-unbound", timeout=180)
 @sdtest.needs_systemd
 def case_udp_unbound():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     refused([s], 3, "an unbound UDP socket")
 
 
-def _cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
+@sdtest.case("accept-error", timeout=180)
 @sdtest.needs_systemd
 def case_accept_error():
     """The process that passed a listener shuts it down (its copy): accept
@@ -270,11 +276,11 @@ def case_accept_error():
     proc.wait_stderr(r"echod: ready$")
     dead.shutdown(socket.SHUT_RDWR)
     time.sleep(0.5)
-    cpu0 = _cpu_seconds(proc.pid)
+    cpu0 = sdtest.cpu_seconds(proc.pid)
     time.sleep(3)
-    cpu = _cpu_seconds(proc.pid) - cpu0
+    cpu = sdtest.cpu_seconds(proc.pid) - cpu0
     err = proc.stderr_text()
-    failures = [l for l in err.splitlines() if "accept" in l]
+    failures = [line for line in err.splitlines() if "accept" in line]
     print("3 s after the shutdown: %.2f s of CPU, %d accept error lines: %s"
           % (cpu, len(failures), failures[:2]))
     check(cpu < 0.5, "echod spent %.2f s of CPU in 3 s on a dead listener" % cpu)
@@ -284,6 +290,32 @@ def case_accept_error():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case("accept-error-at-limit", timeout=180)
+@sdtest.needs_systemd
+def case_accept_error_at_limit():
+    """The same while echod is at max_connections, its listener paused: a
+    listener shut down meanwhile must not be reported in every pass."""
+    dead = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod(["-m", "1"], fds=[dead])
+    proc.wait_stderr(r"echod: ready$")
+    held = socket.create_connection(dead.getsockname()[:2], timeout=5)
+    held.sendall(b"x")
+    check(held.recv(1) == b"x", "the one connection allowed is served")
+    waiting = socket.create_connection(dead.getsockname()[:2], timeout=5)
+    time.sleep(0.5)
+    dead.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.5)
+    cpu0 = sdtest.cpu_seconds(proc.pid)
+    time.sleep(3)
+    cpu = sdtest.cpu_seconds(proc.pid) - cpu0
+    print("at the limit, 3 s after the shutdown: %.2f s of CPU" % cpu)
+    check(cpu < 0.5, "echod spent %.2f s of CPU in 3 s at its limit on a dead listener" % cpu)
+    held.close()
+    waiting.close()
+    sdtest.stop_echod(proc)
+
+
+@sdtest.case("proxy-named", timeout=180)
 @sdtest.needs_systemd
 def case_proxy_named():
     """A socket passed with FileDescriptorName=proxy is a PROXY listener:
@@ -304,7 +336,6 @@ def case_proxy_named():
     sdtest.stop_echod(proc)
 
 
-
 def _http_get(addr, path):
     with socket.create_connection(addr, timeout=5) as c:
         c.sendall(b"GET %s HTTP/1.0\r\n\r\n" % path)
@@ -316,6 +347,7 @@ def _http_get(addr, path):
             got += chunk
 
 
+@sdtest.case("metrics-named", timeout=180)
 @sdtest.needs_systemd
 def case_metrics_named():
     """A stream socket passed with FileDescriptorName=metrics serves the
@@ -336,20 +368,22 @@ def case_metrics_named():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case(timeout=180)
+@sdtest.needs_systemd
+def case_netlink():
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    refused([s], 3, "a netlink socket (an address family echod does not serve)")
+
+
+@sdtest.case(timeout=180)
+@sdtest.needs_systemd
+def case_seqpacket():
+    path = os.path.join(sdtest.tmpdir(), "seqpacket.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(path)
+    s.listen(4)
+    refused([s], 3, "a listening Unix SOCK_SEQPACKET socket (neither stream nor datagram)")
+
+
 if __name__ == "__main__":
-    sdtest.run_cases({
-        "tcp": case_tcp,
-        "tcp-dual": case_tcp_dual,
-        "datagram": case_datagram,
-        "mixed": case_mixed,
-        "pipe": case_pipe,
-        "file": case_file,
-        "not-listening": case_not_listening,
-        "second-bad": case_second_bad,
-        "pid-mismatch": case_pid_mismatch,
-        "udp-connected": case_udp_connected,
-        "udp-unbound": case_udp_unbound,
-        "accept-error": case_accept_error,
-        "proxy-named": case_proxy_named,
-        "metrics-named": case_metrics_named,
-    })
+    sdtest.run_cases()

@@ -42,6 +42,7 @@ def echod(*args):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+@sdtest.case(timeout=120)
 def case_lint(*args):
     mandoc = sdtest.need_tool("mandoc")
     for page in pages(args):
@@ -59,6 +60,7 @@ def case_lint(*args):
             print("groff is not installed; checked with mandoc only")
 
 
+@sdtest.case(timeout=120)
 def case_options(*args):
     """Every option echod --help lists is in echod(8), with its short form."""
     man8 = plain(pages(args)[0])
@@ -108,6 +110,7 @@ def by_key(pairs):
     return out
 
 
+@sdtest.case(timeout=120)
 def case_keys(*args):
     """Every key of echod -t is in both pages, and echod.conf(5) states its
     default as echod -t prints it."""
@@ -150,6 +153,7 @@ def bump(value, delta):
     return "%d" % base
 
 
+@sdtest.case(timeout=120)
 def case_bounds(*args):
     """The bounds echod.conf(5) states are those echod enforces: each bound
     is accepted, one step beyond it is refused with exit 78."""
@@ -181,5 +185,4 @@ def case_bounds(*args):
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({"lint": case_lint, "options": case_options,
-                      "keys": case_keys, "bounds": case_bounds})
+    sdtest.run_cases()

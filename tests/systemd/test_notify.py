@@ -68,6 +68,7 @@ def finish(notify, proc):
     return stop_i
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_ready():
     """READY=1 once every passed socket is in the loop: a client that
@@ -93,6 +94,7 @@ def case_ready():
           "WATCHDOG=1 sent although WATCHDOG_USEC was not set")
 
 
+@sdtest.case("ready-own", timeout=180)
 @sdtest.needs_systemd
 def case_ready_own():
     """The same when echod opens its listener itself (-l 127.0.0.1:0)."""
@@ -105,6 +107,7 @@ def case_ready_own():
     finish(notify, proc)
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_status():
     """STATUS= tells, in words, the open connections, those served and the
@@ -143,6 +146,7 @@ def case_status():
     finish(notify, proc)
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_stop():
     """SIGTERM: STOPPING=1 after READY=1, then exit 0."""
@@ -155,6 +159,7 @@ def case_stop():
     proc.wait_stderr(r"echod: shutting down \(\d+ connections? open\)")
 
 
+@sdtest.case("stop-sigint", timeout=180)
 @sdtest.needs_systemd
 def case_stop_sigint():
     notify = sdtest.Notify()
@@ -187,6 +192,7 @@ def reload_round(notify, proc):
     return rel_i, ready_i
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_reload():
     """SIGHUP with a good new file: RELOADING=1 then READY=1, and new
@@ -207,6 +213,7 @@ def case_reload():
     finish(notify, proc)
 
 
+@sdtest.case("reload-bad", timeout=180)
 @sdtest.needs_systemd
 def case_reload_bad():
     """SIGHUP with a bad file: RELOADING=1 then READY=1 all the same, the
@@ -224,6 +231,7 @@ def case_reload_bad():
     finish(notify, proc)
 
 
+@sdtest.case("reload-cli", timeout=180)
 @sdtest.needs_systemd
 def case_reload_cli():
     """Options on the command line keep their precedence over the file
@@ -253,18 +261,21 @@ def watchdog(watchdog_pid):
     check(len(indexes(notify, r"WATCHDOG=1")) >= 4, "fewer than 4 WATCHDOG=1")
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_watchdog():
     """WATCHDOG_USEC=200000 without WATCHDOG_PID: repeated WATCHDOG=1."""
     watchdog(False)
 
 
+@sdtest.case("watchdog-pid", timeout=180)
 @sdtest.needs_systemd
 def case_watchdog_pid():
     """WATCHDOG_USEC=200000 with WATCHDOG_PID naming echod: the same."""
     watchdog(True)
 
 
+@sdtest.case(timeout=180)
 def case_journal():
     """With JOURNAL_STREAM naming stderr, each line starts with its <PRIO>
     instead of 'echod: '; with JOURNAL_STREAM naming another file (it is
@@ -275,7 +286,7 @@ def case_journal():
     proc.signal(signal.SIGTERM)
     check(proc.wait() == 0, "echod did not exit 0 after SIGTERM")
     proc.wait_stderr(r"^<5>shutting down")
-    bad = [l for l in proc.stderr_text().splitlines() if not re.match(r"<[3-7]>\S", l)]
+    bad = [line for line in proc.stderr_text().splitlines() if not re.match(r"<[3-7]>\S", line)]
     check(not bad, "lines without a <PRIO> prefix although stderr is the journal: %r" % bad)
 
     proc = sdtest.start_echod(["-l", "127.0.0.1:0"], env={"JOURNAL_STREAM": "1:1"})
@@ -287,16 +298,4 @@ def case_journal():
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({
-        "ready": case_ready,
-        "ready-own": case_ready_own,
-        "status": case_status,
-        "stop": case_stop,
-        "stop-sigint": case_stop_sigint,
-        "reload": case_reload,
-        "reload-bad": case_reload_bad,
-        "reload-cli": case_reload_cli,
-        "watchdog": case_watchdog,
-        "watchdog-pid": case_watchdog_pid,
-        "journal": case_journal,
-    })
+    sdtest.run_cases()

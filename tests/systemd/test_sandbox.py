@@ -71,6 +71,7 @@ def allowed_families(service):
     return set(" ".join(values).split())
 
 
+@sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_syscalls(*units):
     services = [u for u in units if os.path.basename(u) == "echod.service"]
@@ -151,4 +152,4 @@ def case_syscalls(*units):
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({"syscalls": case_syscalls})
+    sdtest.run_cases()

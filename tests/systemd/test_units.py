@@ -71,6 +71,7 @@ def analyze(argv, cwd, env=None):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+@sdtest.case(timeout=120)
 def case_verify(*args):
     tool = sdtest.need_tool("systemd-analyze")
     unitdir, names, mandir = prepare(args)
@@ -93,6 +94,7 @@ def case_verify(*args):
           "systemd-analyze verify (all units together): exit %d\n%s%s" % (code, out, err))
 
 
+@sdtest.case(timeout=120)
 def case_security(*args):
     tool = sdtest.need_tool("systemd-analyze")
     unitdir, names, _ = prepare(args)
@@ -105,7 +107,7 @@ def case_security(*args):
             fail("systemd-analyze security %s: no exposure figure (exit %d)\n%s%s"
                  % (name, code, out, err))
         exposure = float(m.group(1))
-        weak = [l.rstrip() for l in out.splitlines() if l.startswith("\u2717")]
+        weak = [line.rstrip() for line in out.splitlines() if line.startswith("\u2717")]
         print("%s: exposure %.1f" % (name, exposure))
         for line in weak:
             print("  " + re.sub(r"\s{2,}", "  ", line))
@@ -114,4 +116,4 @@ def case_security(*args):
 
 
 if __name__ == "__main__":
-    sdtest.run_cases({"verify": case_verify, "security": case_security})
+    sdtest.run_cases()

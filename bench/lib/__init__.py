@@ -1,0 +1,1 @@
+"""The parts of bench/run: scenarios, machine, servers, measure, report, plots."""
