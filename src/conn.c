@@ -24,7 +24,7 @@
  * over n busy streams takes up to n times this. 1 MiB is 16 full reads of
  * the default 64K; smaller budgets (64K to 512K) measured no better
  * ping-pong latency beside streams (bench/notes.md). */
-#ifndef BYTES_PER_EVENT
+#ifndef BYTES_PER_EVENT /* -DBYTES_PER_EVENT=N: bench/RESULTS.md measures others */
 #define BYTES_PER_EVENT (1024 * 1024)
 #endif
 /* Memory in free buffers kept for reuse: enough for bursts (16 buffers

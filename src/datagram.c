@@ -14,9 +14,7 @@
 #include "util.h"
 
 /* Datagrams per recvmmsg/sendmmsg, and batches per wakeup. */
-#ifndef DGRAM_BATCH
 #define DGRAM_BATCH 16
-#endif
 #define DGRAM_BATCHES_PER_EVENT 8
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -31,9 +29,6 @@
 #define GSO_BYTES_MAX 60000
 /* The largest UDP payload, so nothing is ever truncated. */
 #define DGRAM_MAX 65536
-#ifndef DGRAM_STRIDE
-#define DGRAM_STRIDE DGRAM_MAX
-#endif
 
 static struct {
 	struct loop *loop;
@@ -150,7 +145,7 @@ static void datagram_io(struct io *io, uint32_t events)
 	struct reply_space octl[DGRAM_BATCH];
 	bool admitted[DGRAM_BATCH];
 
-	if (!dgram.buf && !(dgram.buf = malloc((size_t)DGRAM_BATCH * DGRAM_STRIDE))) {
+	if (!dgram.buf && !(dgram.buf = malloc((size_t)DGRAM_BATCH * DGRAM_MAX))) {
 		log_err("out of memory for datagrams on %s", l->name);
 		return;
 	}
@@ -158,7 +153,7 @@ static void datagram_io(struct io *io, uint32_t events)
 		int n, m = 0, k = 0;
 
 		for (int i = 0; i < DGRAM_BATCH; i++) {
-			iov[i].iov_base = dgram.buf + (size_t)i * DGRAM_STRIDE;
+			iov[i].iov_base = dgram.buf + (size_t)i * DGRAM_MAX;
 			iov[i].iov_len = DGRAM_MAX;
 			memset(&in[i].msg_hdr, 0, sizeof(in[i].msg_hdr));
 			in[i].msg_hdr.msg_name = &peers[i];
