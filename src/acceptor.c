@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,6 +24,15 @@
  * the log. */
 #define ERROR_RETRY_MS 1000
 #define ERROR_LOG_INTERVAL_MS 10000
+
+/* What accepting keeps per stream listener, beside the socket. */
+struct accepting {
+	struct listener *l;
+	struct timer retry; /* accepting paused for lack of fds, or after an error */
+	uint64_t last_pass; /* the loop pass that last reported it ready */
+	bool paused;        /* out of the loop: at a limit, or retrying */
+	bool broken;        /* accept fails for good: out of the loop for ever */
+};
 
 static struct {
 	struct loop *loop;
@@ -67,10 +77,15 @@ void acceptor_set_limits(uint64_t max_connections)
  * interest set is not enough, since EPOLLHUP and EPOLLERR are reported
  * whatever it holds, and a listener shut down by the process that passed
  * it would then be reported in every pass. */
+static struct accepting *A(const struct listener *l)
+{
+	return l->serving;
+}
+
 static void pause_listener(struct listener *l)
 {
-	if (!l->paused) {
-		l->paused = true;
+	if (!A(l)->paused) {
+		A(l)->paused = true;
 		acceptor.n_paused++;
 		loop_forget(acceptor.loop, &l->io);
 		int r = loop_del(acceptor.loop, l->fd);
@@ -81,8 +96,8 @@ static void pause_listener(struct listener *l)
 
 static void resume_listener(struct listener *l)
 {
-	if (l->paused && !l->broken) {
-		l->paused = false;
+	if (A(l)->paused && !A(l)->broken) {
+		A(l)->paused = false;
 		acceptor.n_paused--;
 		int r = loop_add(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
 		if (r < 0)
@@ -104,7 +119,7 @@ static void fd_exhausted(struct listener *l, int err)
 	}
 	pause_listener(l);
 	/* ENFILE is system-wide: fds may be freed by others, not by us. */
-	if (loop_timer_in(acceptor.loop, &l->retry, FD_RETRY_MS) < 0 && acceptor.stats->current == 0)
+	if (loop_timer_in(acceptor.loop, &A(l)->retry, FD_RETRY_MS) < 0 && acceptor.stats->current == 0)
 		resume_listener(l); /* no timer, and no close to wake it: never stay paused */
 }
 
@@ -124,8 +139,8 @@ static void accept_failed(struct listener *l, int err)
 	if (accept_error_final(err)) {
 		log_err("accept on %s failed: %s; no longer accepting on it", l->name, strerror(err));
 		pause_listener(l); /* out of the loop */
-		l->broken = true;
-		loop_timer_stop(acceptor.loop, &l->retry);
+		A(l)->broken = true;
+		loop_timer_stop(acceptor.loop, &A(l)->retry);
 		return;
 	}
 	if (!acceptor.error_logged || now - acceptor.last_error_log >= ERROR_LOG_INTERVAL_MS) {
@@ -142,7 +157,7 @@ static void accept_failed(struct listener *l, int err)
 		acceptor.errors_unlogged++;
 	}
 	pause_listener(l);
-	if (loop_timer_in(acceptor.loop, &l->retry, ERROR_RETRY_MS) < 0)
+	if (loop_timer_in(acceptor.loop, &A(l)->retry, ERROR_RETRY_MS) < 0)
 		resume_listener(l); /* no timer to be had: never stay paused */
 }
 
@@ -175,9 +190,9 @@ static void admit(struct listener *l, int fd, const struct sockaddr *peer, sockl
 static void accept_io(struct io *io, uint32_t events)
 {
 	struct listener *l = container_of(io, struct listener, io);
-	int budget = l->last_pass + 1 == acceptor.loop->pass ? ACCEPTS_PER_EVENT : 1;
+	int budget = A(l)->last_pass + 1 == acceptor.loop->pass ? ACCEPTS_PER_EVENT : 1;
 
-	l->last_pass = acceptor.loop->pass;
+	A(l)->last_pass = acceptor.loop->pass;
 	for (; budget > 0; budget--) {
 		if (acceptor.max_connections && acceptor.stats->current >= acceptor.max_connections) {
 			/* New clients wait in the backlog until one ends. */
@@ -215,7 +230,7 @@ static void accept_io(struct io *io, uint32_t events)
 
 static void retry_timer(struct timer *t)
 {
-	resume_listener(container_of(t, struct listener, retry));
+	resume_listener(container_of(t, struct accepting, retry)->l);
 }
 
 void acceptor_conn_closed(void)
@@ -223,34 +238,50 @@ void acceptor_conn_closed(void)
 	if (acceptor.n_paused == 0)
 		return;
 	for (struct listener *l = *acceptor.list; l; l = l->next) {
-		if (!l->paused)
+		if (l->kind == LISTEN_UDP || !A(l) || !A(l)->paused)
 			continue;
-		loop_timer_stop(acceptor.loop, &l->retry);
+		loop_timer_stop(acceptor.loop, &A(l)->retry);
 		resume_listener(l);
 	}
 }
 
 int acceptor_start(struct listener *l)
 {
-	assert(l->kind != LISTEN_UDP);
+	struct accepting *a;
+	int r;
+
+	assert(l->kind != LISTEN_UDP && !l->serving);
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->l = l;
+	a->retry.fn = retry_timer;
+	l->serving = a;
 	l->io.fn = accept_io;
-	l->retry.fn = retry_timer;
-	return loop_add(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
+	r = loop_add(acceptor.loop, l->fd, LISTEN_EVENTS, &l->io);
+	if (r < 0) {
+		l->io.fn = NULL;
+		l->serving = NULL;
+		free(a);
+	}
+	return r;
 }
 
 void acceptor_stop(struct listener *l)
 {
-	bool in_loop = l->io.fn && !l->paused; /* a paused one has left it */
+	struct accepting *a = A(l);
 
-	if (l->paused) {
-		l->paused = false;
+	if (!a)
+		return; /* never started */
+	if (a->paused)
 		acceptor.n_paused--;
-	}
-	loop_timer_stop(acceptor.loop, &l->retry);
+	loop_timer_stop(acceptor.loop, &a->retry);
 	/* It may have an event later in the batch: that must go before the
 	 * listener is freed. */
 	loop_forget(acceptor.loop, &l->io);
-	if (in_loop)
+	if (!a->paused) /* a paused one has left the loop */
 		loop_del(acceptor.loop, l->fd);
 	l->io.fn = NULL;
+	l->serving = NULL;
+	free(a);
 }

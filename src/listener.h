@@ -12,14 +12,14 @@
 #include "loop.h"
 
 struct listener {
+	/* Its registration in the loop, and what the acceptor keeps for a
+	 * stream listener it serves (acceptor.c; the datagram and metrics
+	 * modules need none, or keep their own). */
 	struct io io;
-	struct timer retry; /* accepting paused for lack of fds */
-	uint64_t last_pass; /* the loop pass that last reported it ready */
+	void *serving;
 	int fd;
 	enum listen_kind kind;
 	bool activated; /* passed by the service manager: never re-bound */
-	bool paused;    /* at a limit: resumes when a connection ends */
-	bool broken;    /* accept fails for good: out of the loop for ever */
 	bool bound_path; /* a unix socket file echod created: unlinked at exit */
 	dev_t path_dev;  /* ... if the file at its path is still that one */
 	ino_t path_ino;

@@ -44,6 +44,7 @@ struct scraper {
 
 struct metrics_listener {
 	struct listener *l; /* NULL = free slot */
+	struct timer retry; /* accepting paused after an accept error */
 	bool paused;        /* out of the interest set: table full, or retry armed */
 	bool broken;        /* accept fails for good: out of the loop */
 };
@@ -77,7 +78,7 @@ static void pause_listener(struct metrics_listener *ml)
 
 static void resume_listener(struct metrics_listener *ml)
 {
-	if (!ml->paused || ml->broken || timer_armed(&ml->l->retry) ||
+	if (!ml->paused || ml->broken || timer_armed(&ml->retry) ||
 	    metrics.n_scrapers >= METRICS_SCRAPERS_MAX)
 		return;
 	ml->paused = false;
@@ -336,7 +337,7 @@ static void accept_trouble(struct metrics_listener *ml, int err)
 		metrics.accept_logged = true;
 		metrics.last_accept_log = now;
 	}
-	if (loop_timer_in(metrics.loop, &ml->l->retry, ACCEPT_RETRY_MS) < 0)
+	if (loop_timer_in(metrics.loop, &ml->retry, ACCEPT_RETRY_MS) < 0)
 		return; /* no timer to be had: stay in the loop, never paused for ever */
 	pause_listener(ml);
 }
@@ -377,11 +378,7 @@ static void accept_io(struct io *io, uint32_t events)
 
 static void retry_timer(struct timer *t)
 {
-	struct listener *l = container_of(t, struct listener, retry);
-	struct metrics_listener *ml = find_listener(l);
-
-	if (ml)
-		resume_listener(ml);
+	resume_listener(container_of(t, struct metrics_listener, retry));
 }
 
 void metrics_server_init(struct loop *loop, const struct stats *stats, const char *version)
@@ -410,13 +407,12 @@ int metrics_server_start(struct listener *l)
 		return -ENOSPC;
 	}
 	l->io = (struct io){ .fn = accept_io };
-	l->retry.fn = retry_timer;
 	r = loop_add(metrics.loop, l->fd, EPOLLIN, &l->io);
 	if (r < 0) {
 		l->io.fn = NULL;
 		return log_errno(LOG_LEVEL_ERR, r, "cannot watch %s", l->name);
 	}
-	*ml = (struct metrics_listener){ .l = l };
+	*ml = (struct metrics_listener){ .l = l, .retry.fn = retry_timer };
 	if (metrics.n_scrapers >= METRICS_SCRAPERS_MAX)
 		pause_listener(ml);
 	return 0;
@@ -428,7 +424,7 @@ void metrics_server_stop(struct listener *l)
 
 	if (!ml)
 		return;
-	loop_timer_stop(metrics.loop, &l->retry);
+	loop_timer_stop(metrics.loop, &ml->retry);
 	/* It may have an event later in the batch: that must go before the
 	 * listener is freed. */
 	loop_forget(metrics.loop, &l->io);
