@@ -4,7 +4,6 @@ writers, more clients than file descriptors, and signals in the middle
 of the floods (the helpers live in test_hostile.py)."""
 
 import hashlib
-import selectors
 import signal
 import socket
 import threading
@@ -12,6 +11,7 @@ import time
 import harness
 from harness import Daemon, check, check_bytes
 from test_hostile import NormalLoad, _connect, _isolated, _wait_idle
+from test_limits import _watch
 
 
 FLOOD, FLOOD_THREADS = 5000, 4
@@ -172,46 +172,6 @@ def one_byte_writes():
 
 
 # ---------------------------------------------------------------- out of fds
-
-def _watch(socks, msgs, only, timeout):
-    """{index: "echo"|"eof"|"reset"} for the sockets of `only` that have an
-    outcome within timeout (an echo is checked exactly)."""
-    sel = selectors.DefaultSelector()
-    bufs = {}
-    for i in only:
-        socks[i].setblocking(False)
-        sel.register(socks[i], selectors.EVENT_READ, i)
-        bufs[i] = bytearray()
-    out = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < len(bufs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for key, _ in sel.select(left):
-                i = key.data
-                try:
-                    c = socks[i].recv(4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    out[i] = "reset"
-                    sel.unregister(socks[i])
-                    continue
-                if not c:
-                    out[i] = "eof"
-                    sel.unregister(socks[i])
-                    continue
-                bufs[i] += c
-                if len(bufs[i]) >= len(msgs[i]):
-                    check_bytes("echo on client #%d" % i, msgs[i], bufs[i])
-                    out[i] = "echo"
-                    sel.unregister(socks[i])
-    finally:
-        sel.close()
-    return out
-
 
 @harness.case(timeout=120, alone=True)
 def beyond_nofile():
