@@ -1,5 +1,6 @@
 #include "source_table.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -64,13 +65,14 @@ static inline uint64_t rotl(uint64_t x, int b)
 		v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);   \
 	} while (0)
 
+/* One load on little-endian machines (the byte loop it replaces cost a
+ * fifth of a guarded accept's user time). */
 static uint64_t load_le64(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
 }
 
 static uint64_t siphash13_16(const struct source_seed *s, const struct source_key *key)
