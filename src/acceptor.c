@@ -111,9 +111,11 @@ static void fd_exhausted(struct listener *l, int err)
 
 	acceptor.stats->accept_waits++;
 	if (!acceptor.fd_warned || now - acceptor.last_fd_warning >= FD_WARN_INTERVAL_MS) {
-		log_warning("cannot accept on %s: %s; out of file descriptors, pausing accepts "
+		log_warning("cannot accept on %s: %s; out of %s, pausing accepts "
 			    "until a connection ends (%llu connections open)",
-			    l->name, strerror(err), (unsigned long long)acceptor.stats->current);
+			    l->name, strerror(err),
+			    err == EMFILE || err == ENFILE ? "file descriptors" : "memory",
+			    (unsigned long long)acceptor.stats->current);
 		acceptor.fd_warned = true;
 		acceptor.last_fd_warning = now;
 	}

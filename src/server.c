@@ -39,7 +39,7 @@ static struct {
 	size_t fd_limit;
 	int sigfd;
 	struct io sig_io;
-	struct timer status_timer, watchdog_timer, shutdown_timer;
+	struct timer status_timer, watchdog_timer, shutdown_timer, signal_retry;
 	bool stopping;
 	char last_status[256];
 } server;
@@ -402,11 +402,20 @@ static void log_stats(void)
 		   (unsigned long long)st->udp_datagrams, reasons);
 }
 
+/* Signals to read: the signalfd is edge-triggered, so a read that fails
+ * (not for want of signals) would leave a SIGTERM pending with no edge
+ * to come. It is read again a little later, never in a busy loop. */
+#define SIGNAL_RETRY_MS 100
+
 static void signal_io(struct io *io, uint32_t events)
 {
 	struct signalfd_siginfo si;
+	ssize_t n;
 
-	while (read(server.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+	while ((n = read(server.sigfd, &si, sizeof(si))) == (ssize_t)sizeof(si) ||
+	       (n < 0 && errno == EINTR)) {
+		if (n < 0)
+			continue;
 		switch (si.ssi_signo) {
 		case SIGTERM:
 		case SIGINT:
@@ -421,6 +430,16 @@ static void signal_io(struct io *io, uint32_t events)
 			break;
 		}
 	}
+	if (n < 0 && errno != EAGAIN) {
+		log_errno(LOG_LEVEL_ERR, -errno, "cannot read the pending signals; again in %d ms",
+			  SIGNAL_RETRY_MS);
+		rearm(&server.signal_retry, SIGNAL_RETRY_MS, "signal");
+	}
+}
+
+static void signal_retry(struct timer *t)
+{
+	signal_io(&server.sig_io, EPOLLIN);
 }
 
 static int setup_signals(void)
@@ -489,6 +508,7 @@ int server_run(const struct options *opts, const struct config *cfg)
 	server.status_timer.fn = status_tick;
 	server.watchdog_timer.fn = watchdog_tick;
 	server.shutdown_timer.fn = shutdown_timeout;
+	server.signal_retry.fn = signal_retry;
 	server.stats.start_time_ms = wall_clock_ms();
 	notify_init();
 

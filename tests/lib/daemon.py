@@ -161,13 +161,14 @@ class Result:
             " ".join(self.args), self.rc, self.stdout, self.stderr)
 
 
-def run(args, timeout=15, nofile=None):
+def run(args, timeout=15, nofile=None, env=None):
     """Runs echod with args to completion (e.g. -t, --help, a failing start).
-    The process is killed if it does not exit within timeout."""
+    The process is killed if it does not exit within timeout. env: variables
+    added to the daemon's environment."""
     require_echod()
     argv = [ECHOD] + list(args)
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=daemon_env(),
+                         stderr=subprocess.PIPE, env=daemon_env(env),
                          preexec_fn=_child_setup(nofile))
     try:
         out, err = p.communicate(timeout=timeout)
@@ -188,6 +189,7 @@ def check_no_sanitizer_report(stderr, who):
 
 
 _LISTENING = re.compile(r"^echod: listening on (\S+) \((tcp|udp|unix)\)$")
+_SERVING_METRICS = re.compile(r"^echod: serving metrics on (\S+) \((tcp|unix)\)$")
 
 
 class Listener:
@@ -218,10 +220,11 @@ class Daemon:
     config: text of the config file (written to the temp dir, passed with -c;
             None = an empty file, so that the machine's own config never leaks in).
     listen: -l addresses (None = none on the command line).
+    env:    variables added to its environment.
     """
 
     def __init__(self, args=(), config="", listen=("127.0.0.1:0",), nofile=None,
-                 log_level=None, tmpdir=None):
+                 log_level=None, tmpdir=None, env=None):
         require_echod()
         self._own_tmp = None
         if tmpdir is None:
@@ -238,6 +241,7 @@ class Daemon:
         argv += list(args)
         self.argv = argv
         self.nofile = nofile
+        self.env = env
         self.proc = None
         self.errlog = None
         self.stdout_chunks = []
@@ -268,21 +272,33 @@ class Daemon:
         started.append(self)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=daemon_env(), preexec_fn=_child_setup(self.nofile),
+                                     env=daemon_env(self.env), preexec_fn=_child_setup(self.nofile),
                                      cwd=self.tmpdir)
         track(self)
         self.errlog = LineLog(self.proc.stderr)
         threading.Thread(target=self._read_stdout, daemon=True).start()
         if ready:
             self.wait_log(r"^echod: ready$", timeout=timeout)
-            self.listeners = []
-            for line in self.log():
-                m = _LISTENING.match(line)
-                if m:
-                    self.listeners.append(Listener(m.group(1), m.group(2)))
-            check(self.listeners, "echod logged its listeners before `ready`",
-                  "at least one `echod: listening on ADDR (KIND)` line", self.log())
+            self.start_listeners()
         return self
+
+    def start_listeners(self):
+        """Learns the listeners from the `listening on` lines (once ready)."""
+        self.listeners = []
+        for line in self.log():
+            m = _LISTENING.match(line)
+            if m:
+                self.listeners.append(Listener(m.group(1), m.group(2)))
+        check(self.listeners, "echod logged its listeners before `ready`",
+              "at least one `echod: listening on ADDR (KIND)` line", self.log())
+
+    def metrics_address(self):
+        """The (first) metrics endpoint's address from the log, or None."""
+        for line in self.log():
+            m = _SERVING_METRICS.match(line)
+            if m:
+                return Listener(m.group(1), m.group(2)).address
+        return None
 
     def _read_stdout(self):
         for raw in self.proc.stdout:
