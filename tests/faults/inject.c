@@ -53,6 +53,10 @@ struct spec {
 static struct spec specs[MAX_SPECS];
 static size_t n_specs;
 static bool parsed;
+/* Calls are counted from the start of the program, not from the shared
+ * libraries' constructors (libgpg-error's allocations before main are not
+ * echod's to handle). */
+static bool armed;
 
 static const struct {
 	const char *name;
@@ -193,6 +197,8 @@ static bool type_matches(const char *type, int fd)
  * compared with (an option, a size), fd the descriptor for a file type. */
 static bool fault(const char *func, long arg, int fd)
 {
+	if (!armed)
+		return false;
 	if (!parsed)
 		parse();
 	for (size_t i = 0; i < n_specs; i++) {
@@ -401,6 +407,20 @@ REAL(int, getpeername, int, __SOCKADDR_ARG, socklen_t *)
 int getpeername(int fd, __SOCKADDR_ARG sa, socklen_t *len)
 {
 	return fault("getpeername", fd, fd) ? -1 : get_getpeername()(fd, sa, len);
+}
+
+/* _start calls this once every shared library is initialized: from here
+ * on, the calls are the program's. */
+typedef int (*main_fn)(int, char **, char **);
+REAL(int, __libc_start_main, main_fn, int, char **, void (*)(void), void (*)(void),
+     void (*)(void), void *)
+int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end);
+int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+	armed = true;
+	return get___libc_start_main()(main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
 /* Allocation. Not under AddressSanitizer, whose allocator must come

@@ -28,13 +28,15 @@ import tempfile
 import time
 
 import harness
+from lib import service
 from harness import Daemon, check, check_equal, fail
 
 INJECT = os.environ.get("ECHOD_INJECT", "")
 
 # Every error path of the workload below: metrics, the abuse tables, the
-# extra connection state, PROXY listeners, log_connections.
+# extra connection state, PROXY listeners, log_connections, the debug lines.
 SWEEP_CONFIG = """\
+log_level = debug
 metrics = 127.0.0.1:0
 allow = 127.0.0.0/8
 max_connections_per_source = 64
@@ -329,6 +331,84 @@ def _sweep_case(func, err):
 
 for _func, _err in SWEEP:
     _sweep_case(_func, _err)
+
+
+# ---------------------------------------------------------------- activated sockets
+
+ACTIVATED_NAMES = "echo:echo:proxy:metrics"
+
+
+def activated_run(spec, count=False):
+    """echod given a TCP, a UDP, a PROXY and a metrics socket the way
+    systemd passes them, under the injector, through the workload.
+    Returns ('refused start' | 'served' | 'not reached', stderr)."""
+    require_inject()
+    service.need_systemd_build()
+    socks = [harness.listening_socket(), harness.listening_socket(kind=socket.SOCK_DGRAM),
+             harness.listening_socket(), harness.listening_socket()]
+    env = fault_env(spec, count)
+    env["LISTEN_FDNAMES"] = ACTIVATED_NAMES
+    proc = service.start_echod([], env=env, fds=socks)
+    try:
+        ready = proc.err.wait(READY, 20)
+        if not ready:
+            rc = proc.wait()
+            err = proc.stderr_text()
+            harness.check_no_sanitizer_report(err, "echod")
+            check(rc in (harness.EXIT_FAILURE, harness.EXIT_CONFIG),
+                  spec + ": echod that cannot start exits with 1 or 78", "1 or 78",
+                  "%s\n%s" % (rc, err))
+            check(re.search(r"^inject: .*\n(.*\n)*echod: ", err + "\n", re.M),
+                  spec + ": the fault is followed by a line that says what failed",
+                  "an `echod: ...` line", err)
+            return "refused start", err
+        tcp, udp, proxy, metrics = (s.getsockname()[:2] for s in socks)
+        small = b"activated \x00\xff\n"
+        _prefix_echo(tcp, socket.AF_INET, small)
+        _prefix_echo(tcp, socket.AF_INET, harness.payload(200 * 1024, seed=5))
+        _prefix_echo(proxy, socket.AF_INET, small, proxy=True)
+        _udp(udp, [b"activated %d" % i for i in range(4)])
+        _scrape(metrics)
+        data = harness.payload(64 * 1024, seed=9)
+        for attempt in range(2):
+            n = len(proc.err.snapshot())
+            got = _prefix_echo(tcp, socket.AF_INET, data, timeout=10)
+            if got == data or attempt or not proc.err.wait(INJECTED.pattern, 3, since=n):
+                break
+        check(got == data, spec + ": a client after the fault gets an exact echo",
+              harness.sha256(data), harness.sha256(got))
+        service.stop_echod(proc)
+        err = proc.stderr_text()
+        harness.check_no_sanitizer_report(err, "echod")
+        reached = re.search(r"^inject: \w+ call \d+ fails", err, re.M)
+        return ("served" if reached else "not reached"), err
+    finally:
+        proc.kill()
+        for s in socks:
+            s.close()
+
+
+@harness.case(timeout=300)
+def sweep_activated():
+    """Each call, in turn, of the functions that adopt passed sockets
+    (getsockopt, fcntl, setsockopt, getsockname, fstat, epoll_ctl, and
+    the allocations) fails: echod refuses to start with a message naming
+    the fd, or serves every socket it was given."""
+    funcs = [("getsockopt", "ENOPROTOOPT"), ("fcntl", "EBADF"), ("setsockopt", "ENOPROTOOPT"),
+             ("getsockname", "ENOBUFS"), ("fstat", "EIO"), ("epoll_ctl", "ENOMEM"),
+             ("malloc", "ENOMEM"), ("calloc", "ENOMEM")]
+    for func, err in funcs:
+        _, log = activated_run("%s=EIO@999999999" % func, count=True)
+        if func in ("malloc", "calloc") and "allocations not injected" in log:
+            continue
+        m = re.search(r"^inject: %s calls (\d+)$" % func, log, re.M)
+        check(m, "the injector counts %s" % func, "a count", log)
+        calls = min(int(m.group(1)), SWEEP_CALLS_MAX)
+        outcomes = {}
+        for n in range(1, calls + 1):
+            outcome, _ = activated_run("%s=%s@%d" % (func, err, n))
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        print("%s: %d calls: %s" % (func, calls, outcomes))
 
 
 # ---------------------------------------------------------------- one fault each
