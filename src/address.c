@@ -2,9 +2,10 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <net/if.h>
-#include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,19 +137,42 @@ static int parse_ip(const char *text, struct listen_addr *out, char *err, size_t
 		return 0;
 	}
 
-	/* getaddrinfo with AI_NUMERICHOST never queries DNS; it is used for
-	 * IPv6 only because it understands scope ids (fe80::1%eth0). */
-	struct addrinfo hints = { .ai_family = AF_INET6, .ai_flags = AI_NUMERICHOST };
-	struct addrinfo *ai = NULL;
-	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai) {
-		snprintf(err, errlen, "invalid IPv6 address '%s'", host);
-		return -1;
+	/* inet_pton, and the scope id (fe80::1%eth0) by hand: getaddrinfo
+	 * would allocate, and an allocation that fails would read as a bad
+	 * address. */
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->sa;
+	char addr[INET6_ADDRSTRLEN];
+	const char *scope = strchr(host, '%');
+	size_t alen = scope ? (size_t)(scope - host) : strlen(host);
+	if (alen >= sizeof(addr))
+		goto bad6;
+	memcpy(addr, host, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1)
+		goto bad6;
+	if (scope) {
+		const char *name = scope + 1;
+		char *end;
+		unsigned long id;
+		if (!*name)
+			goto bad6;
+		errno = 0;
+		id = strtoul(name, &end, 10);
+		if (*name >= '0' && *name <= '9') {
+			if (*end || errno || id > UINT32_MAX)
+				goto bad6;
+		} else if (!(id = if_nametoindex(name))) {
+			goto bad6;
+		}
+		s6->sin6_scope_id = (uint32_t)id;
 	}
-	memcpy(&out->sa, ai->ai_addr, ai->ai_addrlen);
-	out->len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	((struct sockaddr_in6 *)&out->sa)->sin6_port = port;
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = port;
+	out->len = sizeof(*s6);
 	return 0;
+bad6:
+	snprintf(err, errlen, "invalid IPv6 address '%s'", host);
+	return -1;
 }
 
 int address_parse(const char *text, struct listen_addr *out, char *err, size_t errlen)

@@ -55,7 +55,7 @@ static size_t n_specs;
 static bool parsed;
 /* Calls are counted from the start of the program, not from the shared
  * libraries' constructors (libgpg-error's allocations before main are not
- * echod's to handle). */
+ * echod's to handle), until it exits. */
 static bool armed;
 
 static const struct {
@@ -412,6 +412,12 @@ int getpeername(int fd, __SOCKADDR_ARG sa, socklen_t *len)
 /* _start calls this once every shared library is initialized: from here
  * on, the calls are the program's. */
 typedef int (*main_fn)(int, char **, char **);
+
+static void disarm(void)
+{
+	armed = false;
+}
+
 REAL(int, __libc_start_main, main_fn, int, char **, void (*)(void), void (*)(void),
      void (*)(void), void *)
 int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
@@ -420,6 +426,10 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
 {
 	armed = true;
+	/* And not once the program is done: atexit handlers run last
+	 * registered first, so this one runs before those of the libraries
+	 * (gcov writes its counters then, with allocations of its own). */
+	atexit(disarm);
 	return get___libc_start_main()(main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 

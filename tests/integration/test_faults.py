@@ -24,6 +24,7 @@ import select
 import signal
 import shutil
 import socket
+import struct
 import tempfile
 import time
 
@@ -37,16 +38,21 @@ INJECT = os.environ.get("ECHOD_INJECT", "")
 # extra connection state, PROXY listeners, log_connections, the debug lines.
 SWEEP_CONFIG = """\
 log_level = debug
+reuse_port = yes
+free_bind = yes
+unix_group = %d
 metrics = 127.0.0.1:0
 allow = 127.0.0.0/8
+allow = ::1
 max_connections_per_source = 64
 max_connection_time = 10min
 udp_rate_per_source = 100000
 log_connections = yes
-"""
+""" % os.getgid()
 # The PROXY listener is told from the plain one by its address; the Unix
 # socket file is in the daemon's own directory (added by sweep_daemon).
-SWEEP_LISTEN = ("127.0.0.1:0", "udp:127.0.0.1:0", "proxy:127.0.0.2:0")
+SWEEP_LISTEN = ("127.0.0.1:0", "udp:127.0.0.1:0", "proxy:127.0.0.2:0", "[::1]:0",
+                "udp:[::1]:0")
 
 
 def sweep_daemon(spec, count=False):
@@ -152,6 +158,59 @@ def _prefix_echo(addr, family, data, timeout=3, proxy=False):
     return bytes(got)
 
 
+def _slow_reader(addr, family, data, timeout=5):
+    """A client that sends more than echod buffers before it reads: echod
+    waits for it (backpressure), then it reads everything."""
+    got = bytearray()
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(timeout)
+            s.connect(addr)
+            s.setblocking(False)
+            sent = 0
+            deadline = time.monotonic() + timeout
+            while sent < len(data) and time.monotonic() < deadline:
+                _, w, _ = select.select([], [s], [], 0.2)
+                if not w:
+                    break  # echod holds what it can: now read
+                try:
+                    sent += s.send(data[sent:sent + 65536])
+                except BlockingIOError:
+                    pass
+            while len(got) < len(data) and time.monotonic() < deadline:
+                r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 0.2)
+                if w:
+                    try:
+                        sent += s.send(data[sent:sent + 65536])
+                    except BlockingIOError:
+                        pass
+                if r:
+                    try:
+                        chunk = s.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        break
+                    got += chunk
+    except OSError:
+        pass
+    check(data.startswith(bytes(got)), "a slow reader gets a prefix of what it sent",
+          "a prefix", "%d bytes" % len(got))
+
+
+def _reset_mid_write(addr, family):
+    """A client that vanishes (RST) with its echo unread."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(addr)
+            s.sendall(harness.payload(100 * 1024, seed=4))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+
+
 def _udp(addr, datagrams, timeout=1.0):
     """Sends the datagrams; each reply must be one of them."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -193,7 +252,7 @@ def plain_listener(d):
 def workload(d):
     """What the sweep runs against an echod that may lose what a fault hit."""
     tcp = plain_listener(d)
-    if not tcp or len([li for li in d.listeners if li.kind != "unix"]) < 3:
+    if not tcp or len([li for li in d.listeners if li.kind != "unix"]) < 5:
         return  # a listener is unnamed: recovered() checks what it can
     small = b"hello \x00\xff echod\n"
     bulk = harness.payload(300 * 1024, seed=7)
@@ -201,7 +260,9 @@ def workload(d):
     _prefix_echo(tcp.address, tcp.family, bulk)
     proxy = [li for li in d.listeners if li.kind == "tcp" and li.address[0] == "127.0.0.2"][0]
     _prefix_echo(proxy.address, proxy.family, small, proxy=True)
-    udp = d.listener("udp")
+    _slow_reader(tcp.address, tcp.family, harness.payload(400 * 1024, seed=3))
+    _reset_mid_write(tcp.address, tcp.family)
+    udp = [li for li in d.listeners if li.kind == "udp" and li.family == socket.AF_INET][0]
     _udp(udp.address, [b"dgram %d" % i for i in range(6)])
     metrics = d.metrics_address()
     if metrics:
@@ -560,8 +621,12 @@ def scraper_io_errors():
     """A scraper whose recv or send fails is closed; the next scrape is
     served. An accept error on the metrics listener is retried, a final
     one drops only that listener."""
+    # epoll_ctl's argument is the operation: 3 is EPOLL_CTL_MOD, the
+    # scraper waiting for room to write.
     for spec in ("recv=ECONNRESET@1", "send=EPIPE@1", "shutdown=ENOTCONN@1",
-                 "accept4=ENETDOWN@1", "accept4=EPROTO@1"):
+                 "accept4=ENETDOWN@1", "accept4=EPROTO@1", "accept4=EINTR@1", "recv=EINTR@1",
+                 "send=EINTR@1", "send=EAGAIN@1", "send=EAGAIN@1,epoll_ctl=ENOMEM@1:3",
+                 "send=EAGAIN@1,epoll_ctl=ENOMEM@2:3"):
         with faulty(spec, config="metrics = 127.0.0.1:0\n",
                     listen=("unix:@echod-faults-%d" % os.getpid(),)) as d:
             d.start()
