@@ -410,12 +410,24 @@ int getpeername(int fd, __SOCKADDR_ARG sa, socklen_t *len)
 }
 
 /* _start calls this once every shared library is initialized: from here
- * on, the calls are the program's. */
+ * on, the calls are the program's. main is wrapped to disarm at exit
+ * before the libraries' destructors run (gcov writes its counters then,
+ * with allocations of its own): an atexit handler registered from main
+ * runs before the dynamic linker's, which __libc_start_main registered. */
 typedef int (*main_fn)(int, char **, char **);
 
 static void disarm(void)
 {
 	armed = false;
+}
+
+static main_fn real_main;
+
+static int wrapped_main(int argc, char **argv, char **envp)
+{
+	atexit(disarm);
+	armed = true;
+	return real_main(argc, argv, envp);
 }
 
 REAL(int, __libc_start_main, main_fn, int, char **, void (*)(void), void (*)(void),
@@ -425,12 +437,8 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
 {
-	armed = true;
-	/* And not once the program is done: atexit handlers run last
-	 * registered first, so this one runs before those of the libraries
-	 * (gcov writes its counters then, with allocations of its own). */
-	atexit(disarm);
-	return get___libc_start_main()(main, argc, argv, init, fini, rtld_fini, stack_end);
+	real_main = main;
+	return get___libc_start_main()(wrapped_main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
 /* Allocation. Not under AddressSanitizer, whose allocator must come

@@ -289,6 +289,35 @@ def udp_rate():
         d.stop()
 
 
+@harness.case()
+def udp_rate_reload():
+    """A reload changes udp_rate_per_source in place (a new rate for the
+    same table), and 0 turns the limit off: the whole burst is answered."""
+    d, port = _udp_daemon("udp_rate_per_source = 5\n")
+    with d:
+        d.start()
+        c = _udp_from("127.0.0.2")
+
+        def burst(tag):
+            for i in range(60):
+                c.sendto(b"%s %d" % (tag, i), ("127.0.0.1", port))
+            return len(_answers(c, wait=1.0))
+
+        first = burst(b"at5")
+        check(first <= 20, "a burst at 5 per second", "about 5", first)
+        for conf, tag in (("udp_rate_per_source = 1000\n", b"at1000"),
+                          ("udp_rate_per_source = 0\n", b"off")):
+            since = d.mark()
+            d.write_config(conf)
+            d.signal(signal.SIGHUP)
+            d.wait_log(r"^echod: configuration reloaded", since=since)
+            got = burst(tag)
+            print("%s: %d of 60 answered" % (conf.strip(), got))
+            check(got >= 55, "a burst of 60 after `%s`" % conf.strip(), "all (UDP may drop a few)",
+                  got)
+        d.stop()
+
+
 @harness.case(timeout=180, alone=True)
 def udp_many_sources_memory():
     """100,000 distinct sources under udp_rate_per_source: echod's memory

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Limits: max_connections, running out of file descriptors, idle timeout."""
 
+import resource
 import select
 import selectors
 import time
 
 import harness
-from harness import Daemon, check, check_bytes
+from harness import Daemon, check, check_bytes, check_equal
 
 
 def _watch(socks, msgs, only, timeout, want=None):
@@ -214,6 +215,23 @@ def idle_timeout():
         for s in (idle, silent, active):
             s.close()
         d.check_alive()
+        d.stop()
+
+
+@harness.case()
+def raises_soft_fd_limit():
+    """Started with a soft RLIMIT_NOFILE below the hard one, echod raises
+    it to the hard one: it never caps itself below what it may have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 512:
+        raise harness.Skip("the hard fd limit is %s" % hard)
+    with Daemon(nofile=(256, hard)) as d:
+        d.start()
+        with open("/proc/%d/limits" % d.pid) as f:
+            line = [x for x in f if x.startswith("Max open files")][0]
+        got = [int(v) for v in line.split()[3:5]]
+        print(line.strip())
+        check_equal("echod's soft and hard fd limits", [hard, hard], got)
         d.stop()
 
 

@@ -2,6 +2,7 @@
 """Operator settings of sockets echod opens: defer_accept, tcp_keepalive,
 free_bind, unix_mode, unix_group."""
 
+import grp
 import os
 import signal
 import socket
@@ -136,6 +137,13 @@ def unix_mode_group():
             s.connect(path)
             harness.echo(s, b"through a 0640 socket\n")
             s.close()
+            d.stop()
+        # By name, as an operator writes it.
+        name = grp.getgrgid(gid).gr_name
+        with Daemon(config="unix_group = %s\n" % name, listen=["unix:" + path], tmpdir=tmp) as d:
+            d.start()
+            if os.geteuid() == 0:
+                check_equal("socket file group, by name (%s)" % name, gid, os.stat(path).st_gid)
             d.stop()
         with Daemon(config="unix_group = no-such-group-here\n", listen=["unix:" + path],
                     tmpdir=tmp) as d:

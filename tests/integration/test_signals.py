@@ -9,7 +9,7 @@ import struct
 import time
 
 import harness
-from harness import MIB, Daemon, check, check_bytes, fail
+from harness import check_equal, MIB, Daemon, check, check_bytes, fail
 
 SHUTTING_DOWN = r"^echod: shutting down \((\d+) connections? open\)$"
 
@@ -160,6 +160,29 @@ def sigterm_drain_talking():
         rc = d.wait_exit(15)
         d.check_sanitizers()
         check(rc == 0, "exit status after SIGTERM", 0, rc)
+        s.close()
+
+
+@harness.case()
+def sighup_while_stopping():
+    """A SIGHUP after SIGTERM, while a client is still served, reloads
+    nothing (the new file is not read) and the drain goes on."""
+    with Daemon(config="shutdown_timeout = 60s\n") as d:
+        d.start()
+        s = d.connect()
+        harness.echo(s, b"before SIGTERM")
+        d.signal(signal.SIGTERM)
+        d.wait_log(r"^echod: shutting down")
+        since = d.mark()
+        d.write_config("this is = not a config\n")
+        d.signal(signal.SIGHUP)
+        harness.echo(s, b"served while stopping, after SIGHUP")
+        check(not d.find_log(r"reload|configuration|echod\.conf", since),
+              "no reload while stopping", "no reload line", d.stderr())
+        s.shutdown(socket.SHUT_WR)
+        harness.expect_eof(s, timeout=15)
+        check_equal("exit status", 0, d.wait_exit(15))
+        d.check_sanitizers()
         s.close()
 
 

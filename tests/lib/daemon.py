@@ -133,7 +133,9 @@ def _child_setup(nofile):
         # cope with SIGPIPE's default disposition itself.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            # N, or (soft, hard)
+            limits = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
     return setup
 
 

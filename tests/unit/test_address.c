@@ -1,6 +1,7 @@
 /* Unit tests of the `listen` address syntax. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -132,6 +133,50 @@ START_TEST(unix_length_bounds)
 }
 END_TEST
 
+/* Scope ids by number or interface name; a failure to parse is the
+ * address's, with no allocation on the way that could fail instead. */
+START_TEST(ipv6_scope)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a.sa;
+
+	roundtrip("[fe80::1%1]:7", LISTEN_TCP, "[fe80::1]:7");
+	ck_assert_uint_eq(s6->sin6_scope_id, 1);
+	roundtrip("[fe80::1%lo]:7", LISTEN_TCP, "[fe80::1]:7");
+	ck_assert_uint_eq(s6->sin6_scope_id, if_nametoindex("lo"));
+	roundtrip("[fe80::1%4294967295]:7", LISTEN_TCP, "[fe80::1]:7");
+	ck_assert_uint_eq(s6->sin6_scope_id, 4294967295u);
+	rejects("[fe80::1%]:7", "invalid IPv6 address 'fe80::1%'");
+	rejects("[fe80::1%4294967296]:7", "invalid IPv6 address 'fe80::1%4294967296'");
+	rejects("[fe80::1%99999999999999999999999]:7",
+		"invalid IPv6 address 'fe80::1%99999999999999999999999'");
+	rejects("[fe80::1%1x]:7", "invalid IPv6 address 'fe80::1%1x'");
+	rejects("[fe80::1%no-such-if]:7", "invalid IPv6 address 'fe80::1%no-such-if'");
+	rejects("[0000:0000:0000:0000:0000:0000:0000:0000:0]:7",
+		"invalid IPv6 address '0000:0000:0000:0000:0000:0000:0000:0000:0'");
+	rejects("[1:2:3:4:5:6:7:8:9]:7", "invalid IPv6 address '1:2:3:4:5:6:7:8:9'");
+}
+END_TEST
+
+/* What the log says of addresses the kernel hands back. */
+START_TEST(format_other)
+{
+	char buf[ADDRESS_TEXT_MAX];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_in s4 = { .sin_family = AF_INET };
+	struct sockaddr sa = { .sa_family = AF_APPLETALK };
+
+	address_format((struct sockaddr *)&sun, sizeof(sa_family_t), buf, sizeof(buf));
+	ck_assert_str_eq(buf, "unix:(unnamed)");
+	address_format((struct sockaddr *)&s4, 4, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "(address family 2, 4 bytes)");
+	address_format((struct sockaddr *)&s4, 4, buf, sizeof(buf));
+	address_format(&sa, sizeof(sa), buf, sizeof(buf));
+	ck_assert_str_eq(buf, "(address family 5, 16 bytes)");
+	ck_assert_str_eq(address_kind_name(LISTEN_UNIX), "unix");
+	ck_assert_str_eq(address_kind_name((enum listen_kind)99), "?");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("address");
@@ -141,6 +186,8 @@ static Suite *suite(void)
 	tcase_add_test(t, proxy_forms);
 	tcase_add_test(t, errors);
 	tcase_add_test(t, unix_length_bounds);
+	tcase_add_test(t, ipv6_scope);
+	tcase_add_test(t, format_other);
 	suite_add_tcase(s, t);
 	return s;
 }
