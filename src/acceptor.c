@@ -180,7 +180,7 @@ static void admit(struct listener *l, int fd, const struct sockaddr *peer, sockl
 	if (l->kind == LISTEN_UNIX)
 		o.peer = NULL; /* never filtered or limited */
 	else if (l->proxy ? !guard_proxy_trusted(peer)
-			  : !guard_admit_conn(peer, len, acceptor.loop->now_ms, &o.counted)) {
+			  : !guard_admit_conn(peer, len, acceptor.loop->now_ms, &o.counted, &o.slot)) {
 		if (l->proxy)
 			guard_refuse(REFUSE_PROXY, peer, acceptor.loop->now_ms);
 		close(fd);

@@ -131,7 +131,7 @@ void conn_close(struct conn *c, const char *why)
 		if (c->x->hdr)
 			bufpool_put(&conns.pool, c->x->hdr);
 		if (c->flags & C_COUNTED)
-			guard_release_conn(conn_peer(c), sizeof(c->x->peer));
+			guard_release_conn(conn_peer(c), sizeof(c->x->peer), c->x->source_slot);
 		free(c->x);
 	}
 	/* close(2) also removes it from the epoll set (no dup'ed fds). */
@@ -179,7 +179,7 @@ int conn_open(int fd, const struct conn_origin *o)
 	if (fd < 0 || (size_t)fd >= conns.n_table) {
 		close(fd);
 		if (o->counted)
-			guard_release_conn(o->peer, o->peer_len);
+			guard_release_conn(o->peer, o->peer_len, o->slot);
 		return -EMFILE;
 	}
 	c = &conns.table[fd];
@@ -202,11 +202,12 @@ int conn_open(int fd, const struct conn_origin *o)
 			memset(c, 0, sizeof(*c));
 			close(fd);
 			if (o->counted)
-				guard_release_conn(o->peer, o->peer_len);
+				guard_release_conn(o->peer, o->peer_len, o->slot);
 			return log_errno(LOG_LEVEL_WARNING, -ENOMEM, "cannot open a connection");
 		}
 		memset(c->x, 0, sizeof(*c->x));
 		conn_set_peer(c, o->peer);
+		c->x->source_slot = o->slot;
 		c->x->opened = conns.loop->now_ms;
 	}
 	conns.stats->current++;

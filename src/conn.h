@@ -47,8 +47,10 @@ struct conn_origin {
 	bool exact_reads;
 	/* A PROXY header comes first; admission waits for its address. */
 	bool proxy;
-	/* It holds a place in its source's count (guard_admit_conn). */
+	/* It holds a place in its source's count, in that slot
+	 * (guard_admit_conn). */
 	bool counted;
+	uint32_t slot;
 };
 
 /* Takes ownership of a connected, non-blocking socket. 0 or -errno (the

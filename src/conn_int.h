@@ -53,6 +53,7 @@ struct conn_extra {
 	/* The client (after PROXY), IPv4 as mapped IPv6; sin6_family is
 	 * AF_UNIX for Unix peers. */
 	struct sockaddr_in6 peer;
+	uint32_t source_slot; /* where its per-source count is (C_COUNTED) */
 	uint64_t opened; /* loop clock at accept */
 	uint64_t bytes_in, bytes_out;
 	struct buf *hdr; /* a PROXY header arriving in pieces */

@@ -25,14 +25,17 @@ static int refuse(struct conn *c, const char *why)
 static int header_done(struct conn *c, const struct proxy_result *res, char *rest, size_t n)
 {
 	bool counted;
+	uint32_t slot;
 
 	if (!res->local && (res->src.ss_family == AF_INET || res->src.ss_family == AF_INET6))
 		conn_set_peer(c, (const struct sockaddr *)&res->src);
 	if (!guard_admit_conn(conn_peer(c), sizeof(c->x->peer), conns.loop->now_ms,
-			      &counted))
+			      &counted, &slot))
 		return -EACCES;
-	if (counted)
+	if (counted) {
 		c->flags |= C_COUNTED;
+		c->x->source_slot = slot;
+	}
 	c->flags &= (uint16_t)~C_PROXY;
 	if (n) {
 		c->last_active = conns.loop->now_ms;

@@ -102,7 +102,8 @@ bool guard_acl_admits(const struct sockaddr *peer)
 	return guard.allow.n == 0 || cidr_list_match(&guard.allow, peer);
 }
 
-bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_ms, bool *counted)
+bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_ms, bool *counted,
+		      uint32_t *slot)
 {
 	struct source_key key;
 
@@ -115,7 +116,8 @@ bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_m
 		return true;
 	/* Counted even with no cap (after a reload set it to 0), so that a
 	 * cap set again applies to the connections already open. */
-	if (!conn_count_acquire(&guard.conns, &key, guard.per_source ? guard.per_source : UINT32_MAX)) {
+	if (!conn_count_acquire_at(&guard.conns, &key, guard.per_source ? guard.per_source : UINT32_MAX,
+				   slot)) {
 		guard_refuse(REFUSE_PER_SOURCE, peer, now_ms);
 		return false;
 	}
@@ -123,12 +125,12 @@ bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_m
 	return true;
 }
 
-void guard_release_conn(const struct sockaddr *peer, socklen_t len)
+void guard_release_conn(const struct sockaddr *peer, socklen_t len, uint32_t slot)
 {
 	struct source_key key;
 
 	if (guard.conns.slots && source_key_from_sockaddr(peer, len, &key))
-		conn_count_release(&guard.conns, &key);
+		conn_count_release_at(&guard.conns, &key, slot);
 }
 
 bool guard_admit_datagram(const struct sockaddr *peer, socklen_t len, uint64_t now_ms)

@@ -36,10 +36,11 @@ bool guard_acl_admits(const struct sockaddr *peer);
 
 /* A new stream connection from peer: the lists, then the per-source
  * cap. True: admitted, and *counted says whether it holds a place in its
- * source's count (give it back with guard_release_conn). False: refused,
- * counted and logged. */
-bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_ms, bool *counted);
-void guard_release_conn(const struct sockaddr *peer, socklen_t len);
+ * source's count, *slot where (give both back to guard_release_conn).
+ * False: refused, counted and logged. */
+bool guard_admit_conn(const struct sockaddr *peer, socklen_t len, uint64_t now_ms, bool *counted,
+		      uint32_t *slot);
+void guard_release_conn(const struct sockaddr *peer, socklen_t len, uint32_t slot);
 
 /* A datagram from peer: the filters, the lists, the rate. False: drop it
  * (counted and logged). */

@@ -195,6 +195,14 @@ uint64_t conn_count_get(const struct source_table *t, const struct source_key *k
 
 bool conn_count_acquire(struct source_table *t, const struct source_key *key, uint32_t cap)
 {
+	uint32_t slot;
+
+	return conn_count_acquire_at(t, key, cap, &slot);
+}
+
+bool conn_count_acquire_at(struct source_table *t, const struct source_key *key, uint32_t cap,
+			   uint32_t *slot)
+{
 	struct source_slot *free_slot;
 	struct source_slot *s = conn_find(t, key, &free_slot);
 	/* The overflow budget may hold some of key's connections (placed
@@ -209,10 +217,24 @@ bool conn_count_acquire(struct source_table *t, const struct source_key *key, ui
 	} else if (free_slot) {
 		free_slot->key = *key;
 		free_slot->n = 1;
+		s = free_slot;
 	} else {
 		t->overflow++;
 	}
+	*slot = s ? (uint32_t)(s - t->slots) : SOURCE_SLOT_NONE;
 	return true;
+}
+
+void conn_count_release_at(struct source_table *t, const struct source_key *key, uint32_t slot)
+{
+	/* The slot the count went to still holds the key while the key has
+	 * a count there: no hash, no window scan. A table replaced since (or
+	 * a count in the overflow) takes the long way. */
+	if (slot <= t->mask && t->slots[slot].n && key_eq(&t->slots[slot].key, key)) {
+		t->slots[slot].n--;
+		return;
+	}
+	conn_count_release(t, key);
 }
 
 void conn_count_release(struct source_table *t, const struct source_key *key)

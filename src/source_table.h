@@ -101,6 +101,12 @@ void source_table_free(struct source_table *t);
 bool conn_count_acquire(struct source_table *t, const struct source_key *key,
 			uint32_t cap);
 void conn_count_release(struct source_table *t, const struct source_key *key);
+/* The same, with where the count went (*slot; SOURCE_SLOT_NONE for the
+ * overflow), so that its release needs no lookup. */
+#define SOURCE_SLOT_NONE UINT32_MAX
+bool conn_count_acquire_at(struct source_table *t, const struct source_key *key,
+			   uint32_t cap, uint32_t *slot);
+void conn_count_release_at(struct source_table *t, const struct source_key *key, uint32_t slot);
 /* Open connections counted for key (its slot plus the shared overflow
  * budget, which it may be part of): what the cap is checked against. */
 uint64_t conn_count_get(const struct source_table *t, const struct source_key *key);

@@ -175,6 +175,7 @@ static void parse(void)
 	}
 
 REAL(int, fstat64, int, struct stat64 *)
+REAL(ssize_t, write, int, const void *, size_t)
 
 static bool type_matches(const char *type, int fd)
 {
@@ -214,7 +215,7 @@ static bool fault(const char *func, long arg, int fd)
 		int len = snprintf(line, sizeof(line), "inject: %s call %lu fails with %s\n", func, n,
 				   strerrorname_np(f->err) ? strerrorname_np(f->err) : "?");
 		if (len > 0)
-			(void)!write(STDERR_FILENO, line, (size_t)len);
+			(void)!get_write()(STDERR_FILENO, line, (size_t)len);
 		errno = f->err;
 		return true;
 	}
@@ -286,6 +287,11 @@ REAL(ssize_t, read, int, void *, size_t)
 ssize_t read(int fd, void *buf, size_t len)
 {
 	return fault("read", fd, fd) ? -1 : get_read()(fd, buf, len);
+}
+
+ssize_t write(int fd, const void *buf, size_t len)
+{
+	return fault("write", fd, fd) ? -1 : get_write()(fd, buf, len);
 }
 
 REAL(ssize_t, recv, int, void *, size_t, int)

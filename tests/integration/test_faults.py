@@ -686,5 +686,41 @@ def no_random_seed():
         d.stop()
 
 
+@harness.case()
+def log_write_errors():
+    """The log cannot be written (EAGAIN, EIO): those lines are dropped
+    and their number said in the next line that is written; EINTR is
+    retried and loses nothing. echod serves on."""
+    listen = ("127.0.0.1:0", "127.0.0.2:0", "127.0.0.3:0", "127.0.0.4:0")
+    for spec, dropped in (("write=EAGAIN@2x2", 2), ("write=EIO@2", 1), ("write=EINTR@2", 0)):
+        with faulty(spec, listen=listen) as d:
+            d.start()
+            harness.check_tcp_echo(d.listener().address, b"with a lossy log")
+            check_equal(spec + ": listening lines written", len(listen) - dropped,
+                        len(d.find_log(r"^echod: listening on")))
+            if dropped:
+                d.wait_log(r"^echod: %d log lines dropped \(the log was not writable\)$" % dropped)
+            else:
+                check(not d.find_log(r"dropped"), spec + ": nothing dropped", "", d.stderr())
+            d.stop()
+
+
+@harness.case()
+def conn_cannot_wait_for_room():
+    """The first client that falls behind cannot be watched for room to
+    write (epoll_ctl MOD fails): that client is closed, having got a prefix
+    of its bytes; the next one that falls behind is served in full."""
+    with faulty("epoll_ctl=ENOMEM@1:3", config="log_connections = yes\n") as d:
+        d.start()
+        tcp = d.listener()
+        data = harness.payload(2 * 1024 * 1024, seed=21)
+        _slow_reader(tcp.address, tcp.family, data)
+        d.wait_log(r"closed after .*\(Cannot allocate memory\)$")
+        got = harness.tcp_echo(tcp.address, data)
+        check(got == data, "the next client that falls behind gets an exact echo",
+              harness.sha256(data), harness.sha256(got))
+        d.stop()
+
+
 if __name__ == "__main__":
     harness.main()

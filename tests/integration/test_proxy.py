@@ -4,8 +4,10 @@ too), never echoed; the address it carries is what allow/deny, the
 per-source cap and the connection log use; bad, late, oversized or
 untrusted headers close the connection and are counted under `proxy`."""
 
+import os
 import socket
 import struct
+import tempfile
 import time
 
 import harness
@@ -197,6 +199,53 @@ def untrusted_peer():
         _closed_without_echo(s, "a PROXY header from an untrusted peer")
         check_equal("proxy refusals", 1, d.full_stats()[2]["proxy"])
         d.stop()
+
+
+@harness.case()
+def eof_before_header():
+    """A client that half-closes in the middle of its header (or before
+    it) is refused: closed with no byte back, counted, logged at debug."""
+    with Daemon(config="log_connections = yes\n", listen=["proxy:127.0.0.1:0"],
+                log_level="debug") as d:
+        d.start()
+        for partial in (b"", b"PROXY TCP4 192.0.2.1", V2_SIG[:7]):
+            s = d.connect()
+            s.sendall(partial)
+            s.shutdown(socket.SHUT_WR)
+            _closed_without_echo(s, "EOF after %d bytes of a header" % len(partial))
+            s.close()
+        d.wait_log(r"PROXY header refused: end of input before the header")
+        check_equal("proxy refusals", 3, d.full_stats()[2]["proxy"])
+        d.stop()
+
+
+@harness.case()
+def unix_listener():
+    """PROXY on a unix listener: the header's address is the client's (in
+    the log and for the lists); a LOCAL header (a health check) keeps the
+    unix peer."""
+    with tempfile.TemporaryDirectory(prefix="echod-it-") as tmp:
+        path = os.path.join(tmp, "lb.sock")
+        with Daemon(config="log_connections = yes\ndeny = 192.0.2.66\n",
+                    listen=["proxy:unix:" + path], tmpdir=tmp) as d:
+            d.start()
+            for header, data in ((v1("192.0.2.7", sport=4242), b"via unix"),
+                                 (v2(command=0x20), b"local check")):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(5)
+                s.connect(path)
+                s.sendall(header + data)
+                harness.check_bytes("echo behind a unix PROXY listener", data,
+                                    harness.recv_exact(s, len(data)))
+                s.close()
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.sendall(v1("192.0.2.66") + b"denied")
+            _closed_without_echo(s, "a denied client behind a unix balancer")
+            s.close()
+            d.wait_log(r"connection from 192\.0\.2\.7:4242 .*closed")
+            d.wait_log(r"connection from unix .*closed")
+            d.stop()
 
 
 if __name__ == "__main__":

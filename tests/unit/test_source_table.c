@@ -179,6 +179,66 @@ START_TEST(conn_cap_holds_under_collisions)
 }
 END_TEST
 
+/* The same churn through the slot hints, as echod uses them: each
+ * connection gives back its count at the slot it got, or (overflow, or
+ * the hint gone stale) the long way; caps hold, and all returns to 0. */
+START_TEST(conn_slot_hints_under_collisions)
+{
+	enum { SOURCES = 12, CAP = 3, OPS = 20000 };
+	static const uint32_t sizes[] = { 1, 2, 4, 64 };
+
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		struct source_table t;
+		uint32_t slot[SOURCES][CAP];
+		unsigned open[SOURCES] = { 0 };
+		unsigned hinted = 0;
+
+		ck_assert_int_eq(source_table_init(&t, sizes[z], &seed), 0);
+		srand(11);
+		for (int op = 0; op < OPS; op++) {
+			int s = rand() % SOURCES;
+			struct source_key k = key4(0xc0000200 + (uint32_t)s);
+			if (rand() % 2 && open[s]) {
+				/* Any of its connections may close: counts are fungible. */
+				unsigned which = (unsigned)rand() % open[s];
+				uint32_t at = slot[s][which];
+				slot[s][which] = slot[s][--open[s]];
+				hinted += at != SOURCE_SLOT_NONE;
+				conn_count_release_at(&t, &k, at);
+			} else if (conn_count_acquire_at(&t, &k, CAP, &slot[s][open[s] < CAP ? open[s] : 0])) {
+				ck_assert_uint_lt(open[s], CAP);
+				uint32_t at = slot[s][open[s]];
+				ck_assert(at == SOURCE_SLOT_NONE || (at <= t.mask && same(t.slots[at].key, k)));
+				open[s]++;
+			}
+		}
+		ck_assert_uint_gt(hinted, 0);
+		for (int s = 0; s < SOURCES; s++) {
+			struct source_key k = key4(0xc0000200 + (uint32_t)s);
+			while (open[s]) {
+				open[s]--;
+				conn_count_release_at(&t, &k, slot[s][open[s]]);
+			}
+		}
+		ck_assert_uint_eq(t.overflow, 0);
+		for (uint32_t i = 0; i <= t.mask; i++)
+			ck_assert_uint_eq(t.slots[i].n, 0);
+		/* A stale hint (another key's slot, or out of range) is harmless. */
+		struct source_key a = key4(0x0a000001), b = key4(0x0a000002);
+		uint32_t sa, sb;
+		ck_assert(conn_count_acquire_at(&t, &a, 0, &sa));
+		ck_assert(conn_count_acquire_at(&t, &b, 0, &sb));
+		conn_count_release_at(&t, &a, sb == sa ? t.mask + 7 : sb);
+		ck_assert_uint_ge(conn_count_get(&t, &b), 1);
+		conn_count_release_at(&t, &b, UINT32_MAX - 1);
+		ck_assert_uint_eq(t.overflow, 0);
+		for (uint32_t i = 0; i <= t.mask; i++)
+			ck_assert_uint_eq(t.slots[i].n, 0);
+		source_table_free(&t);
+	}
+}
+END_TEST
+
 /* 100,000 distinct sources (as 127.x.y.z on loopback) come and go while
  * 500 others stay connected and one sits at its cap: the table is the size
  * it was given, every newcomer is admitted, the capped one stays capped. */
@@ -409,6 +469,7 @@ static Suite *source_table_suite(void)
 	tcase_add_test(c, conn_cap_zero_counts_without_limit);
 	tcase_add_test(c, conn_cap_many_sources);
 	tcase_add_test(c, conn_cap_holds_under_collisions);
+	tcase_add_test(c, conn_slot_hints_under_collisions);
 	tcase_add_test(c, conn_churn_100k_sources);
 	tcase_add_test(r, rate_init_bounds);
 	tcase_add_test(r, rate_burst_then_steady);
