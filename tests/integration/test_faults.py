@@ -705,22 +705,5 @@ def log_write_errors():
             d.stop()
 
 
-@harness.case()
-def conn_cannot_wait_for_room():
-    """The first client that falls behind cannot be watched for room to
-    write (epoll_ctl MOD fails): that client is closed, having got a prefix
-    of its bytes; the next one that falls behind is served in full."""
-    with faulty("epoll_ctl=ENOMEM@1:3", config="log_connections = yes\n") as d:
-        d.start()
-        tcp = d.listener()
-        data = harness.payload(2 * 1024 * 1024, seed=21)
-        _slow_reader(tcp.address, tcp.family, data)
-        d.wait_log(r"closed after .*\(Cannot allocate memory\)$")
-        got = harness.tcp_echo(tcp.address, data)
-        check(got == data, "the next client that falls behind gets an exact echo",
-              harness.sha256(data), harness.sha256(got))
-        d.stop()
-
-
 if __name__ == "__main__":
     harness.main()
