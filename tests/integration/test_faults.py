@@ -705,5 +705,28 @@ def log_write_errors():
             d.stop()
 
 
+@harness.case(timeout=90)
+def accept_error_log_limited():
+    """An accept error that never ends (every call fails, retried each
+    second) is logged once per 10 s, the next line saying how many were
+    not; running out of memory is warned about as sparingly. echod stays
+    responsive to signals throughout."""
+    with faulty("accept4=ENETDOWN@1x0") as err, faulty("accept4=ENOBUFS@1x0") as mem:
+        for d in (err, mem):
+            d.start()
+            # A client in the queue: every retry tries it and fails.
+            socket.create_connection(d.listener().address, timeout=5)
+        err.wait_log(r"^echod: accept on \S+ failed: Network is down; retrying in 1000 ms "
+                     r"\((\d+) more failures not logged\)$", timeout=20)
+        lines = err.find_log(r"accept on .* failed")
+        check(len(lines) == 2, "failure lines in 10 s of failures", 2, lines)
+        warned = mem.find_log(r"out of memory, pausing accepts")
+        check(1 <= len(warned) <= 2, "out-of-memory warnings in 10 s", "1 or 2", warned)
+        check(len(mem.errlog.wait(INJECTED.pattern, 1, count=5)) >= 5,
+              "accepts retried while out of memory", ">= 5 faults", mem.stderr())
+        for d in (err, mem):
+            d.stop()
+
+
 if __name__ == "__main__":
     harness.main()
