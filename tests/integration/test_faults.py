@@ -711,11 +711,14 @@ def accept_error_log_limited():
     second) is logged once per 10 s, the next line saying how many were
     not; running out of memory is warned about as sparingly. echod stays
     responsive to signals throughout."""
-    with faulty("accept4=ENETDOWN@1x0") as err, faulty("accept4=ENOBUFS@1x0") as mem:
-        for d in (err, mem):
+    with faulty("accept4=ENETDOWN@1x0") as err, faulty("accept4=ENOBUFS@1x0") as mem, \
+            faulty("accept4=ENETDOWN@1x0", config="metrics = 127.0.0.1:0\n",
+                   listen=("unix:@echod-faults-m%d" % os.getpid(),)) as met:
+        for d in (err, mem, met):
             d.start()
-            # A client in the queue: every retry tries it and fails.
-            socket.create_connection(d.listener().address, timeout=5)
+        # A client in each queue: every retry tries it and fails.
+        for addr in (err.listener().address, mem.listener().address, met.metrics_address()):
+            socket.create_connection(addr, timeout=5)
         err.wait_log(r"^echod: accept on \S+ failed: Network is down; retrying in 1000 ms "
                      r"\((\d+) more failures not logged\)$", timeout=20)
         lines = err.find_log(r"accept on .* failed")
@@ -724,7 +727,9 @@ def accept_error_log_limited():
         check(1 <= len(warned) <= 2, "out-of-memory warnings in 10 s", "1 or 2", warned)
         check(len(mem.errlog.wait(INJECTED.pattern, 1, count=5)) >= 5,
               "accepts retried while out of memory", ">= 5 faults", mem.stderr())
-        for d in (err, mem):
+        lines = met.find_log(r"accept on .* failed: Network is down; retrying")
+        check(1 <= len(lines) <= 2, "metrics accept failure lines in 10 s", "1 or 2", lines)
+        for d in (err, mem, met):
             d.stop()
 
 
