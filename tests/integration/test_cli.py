@@ -370,6 +370,11 @@ def usage_unknown_option():
     """Unknown options exit 2."""
     for args in (["--bogus"], ["-Z"], ["--check-config=yes"], ["-t", "--no-such-thing"]):
         _usage_error(args, "echod %s" % " ".join(args))
+    # A control character is shown escaped, never written to the terminal.
+    r = run(["-c", conf(""), "-\x01"])
+    expect_rc(r, EXIT_USAGE, "echod -^A")
+    check("echod: unknown option '-\\x01'" in r.stderr.splitlines(),
+          "an unknown control-character option, escaped", "'-\\x01'", r.stderr)
 
 
 @harness.case(timeout=120)

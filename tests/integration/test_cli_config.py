@@ -99,6 +99,16 @@ def config_fifo():
 
 
 @harness.case()
+def config_larger_than_it_says():
+    """A regular file whose size says 0 but whose reading never ends soon
+    (/proc/kallsyms, several MB): the 1M bound holds while reading."""
+    path = "/proc/kallsyms"
+    if not os.path.exists(path):
+        raise harness.Skip("no " + path)
+    _not_a_file(path, "echod -t -c /proc/kallsyms", "larger than 1M")
+
+
+@harness.case()
 def config_device():
     """-c /dev/zero (endless) and -c /dev/null (a device): exit 78, no memory growth."""
     _not_a_file("/dev/zero", "echod -t -c /dev/zero", "not a regular file")
