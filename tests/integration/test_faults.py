@@ -597,9 +597,14 @@ def udp_send_refused():
                     elif got or err == "EAGAIN":
                         break
             check_reached(d, "sendmmsg " + err)
-            if err != "EAGAIN":
-                check_equal("replies of the refused batch, sent one by one",
-                            {b"burst %02d" % i for i in range(8)}, got)
+            sent = {b"burst %02d" % i for i in range(8)}
+            if err != "EAGAIN" and d.errlog.wait(r"coalesced replies refused", 1):
+                check_equal("replies of the refused batch, sent one by one", sent, got)
+            elif err != "EAGAIN":
+                # The first datagram came alone (a slow machine): its one
+                # reply is what was refused.
+                check(len(sent - got) <= 1 and got <= sent,
+                      "replies after one refused send", "all but one", got)
             harness.check_udp_echo(addr, b"after the refusal")
             d.stop()
 
