@@ -107,6 +107,26 @@ def case_ready_own():
     finish(notify, proc)
 
 
+@sdtest.case("status-refusals", timeout=180)
+@sdtest.needs_systemd
+def case_status_refusals():
+    """Refusals join STATUS=, by reason, once there are any: what an
+    operator sees in `systemctl status`."""
+    notify = sdtest.Notify()
+    proc, addr = start(notify, config="max_connections_per_source = 1\n")
+    notify.wait_for(r"READY=1", proc=proc)
+    with socket.create_connection(addr, timeout=sdtest.TIMEOUT) as first:
+        first.sendall(b"x")
+        check(first.recv(1) == b"x", "the first connection is served")
+        for _ in range(2):
+            with socket.create_connection(addr, timeout=sdtest.TIMEOUT) as extra:
+                extra.settimeout(sdtest.TIMEOUT)
+                check(extra.recv(1) == b"", "a connection over the per-source cap is closed")
+        want = r"STATUS=1 connections?, 1 served, 1 bytes? echoed; refused: per_source 2"
+        notify.wait_for(want, what=want, proc=proc)
+    finish(notify, proc)
+
+
 @sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_status():
