@@ -368,6 +368,23 @@ def case_metrics_named():
     sdtest.stop_echod(proc)
 
 
+@sdtest.case("metrics-too-many", timeout=180)
+@sdtest.needs_systemd
+def case_metrics_too_many():
+    """More sockets named metrics than echod serves (8): it refuses to
+    start, exit 1, saying so; it does not serve some and drop others."""
+    socks = [sdtest.listening_socket("127.0.0.1") for _ in range(9)]
+    echo = sdtest.listening_socket("127.0.0.1")
+    proc = sdtest.start_echod([], fds=[echo] + socks,
+                              env={"LISTEN_FDNAMES": ":".join(["echo"] + ["metrics"] * 9)})
+    code = proc.wait()
+    err = proc.stderr_text()
+    check(code == 1, "echod given 9 metrics sockets exited %s, not 1; stderr:\n%s" % (code, err))
+    check(re.search(r"^echod: cannot serve metrics on \S+: at most 8 metrics listeners", err, re.M),
+          "the refusal says why:\n" + err)
+    check(not re.search(r"echod: ready$", err, re.M), "echod said ready:\n" + err)
+
+
 @sdtest.case(timeout=180)
 @sdtest.needs_systemd
 def case_netlink():
