@@ -151,6 +151,18 @@ START_TEST(requests)
 		{ "\x16\x03\x01", HTTP_BAD },                    /* a TLS hello */
 		{ "GET /metrics HTTP/1.2", HTTP_BAD },           /* early */
 		{ "GET /metrics XTTP", HTTP_BAD },
+		{ "GETS /metrics HTTP/1.0\r\n\r\n", HTTP_NOT_FOUND },   /* another method */
+		{ "M-SEARCH* /metrics HTTP/1.1\r\n\r\n", HTTP_NOT_FOUND }, /* tchars */
+		{ "GET /m HTTP/1.0\r\n\r\n", HTTP_NOT_FOUND },
+		{ "GET /metrics HTTP/1.0\n", HTTP_NEED_MORE },
+		{ "GET /metrics HTTP/1.0\r\nX: \x01\r\n\r\n", HTTP_GET_METRICS }, /* headers skipped */
+		{ "G\x80T /metrics HTTP/1.0\r\n\r\n", HTTP_BAD },
+		{ "\r\n", HTTP_BAD },                            /* an empty request line */
+		{ "\n", HTTP_BAD },
+		{ "GET /metrics \r\n\r\n", HTTP_BAD },          /* no version */
+		{ "GET /metrics HTTP/1.1x\r\n\r\n", HTTP_BAD },
+		{ "GET \r\n\r\n", HTTP_BAD },
+		{ "GET /metrics HTTP/1.1\x7f", HTTP_BAD },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
