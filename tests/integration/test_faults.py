@@ -260,6 +260,9 @@ def workload(d):
     _prefix_echo(tcp.address, tcp.family, bulk)
     proxy = [li for li in d.listeners if li.kind == "tcp" and li.address[0] == "127.0.0.2"][0]
     _prefix_echo(proxy.address, proxy.family, small, proxy=True)
+    for li in d.listeners:
+        if li.kind == "unix":
+            _prefix_echo(li.address, socket.AF_UNIX, harness.payload(80 * 1024, seed=6))
     _slow_reader(tcp.address, tcp.family, harness.payload(400 * 1024, seed=3))
     _reset_mid_write(tcp.address, tcp.family)
     udp = [li for li in d.listeners if li.kind == "udp" and li.family == socket.AF_INET][0]
