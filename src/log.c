@@ -76,11 +76,17 @@ static bool emit(const char *line, size_t len)
 	return w == (ssize_t)len;
 }
 
+/* A message is at most LOG_TEXT_MAX - 1 bytes (vsnprintf into a buffer
+ * of LOG_TEXT_MAX cuts it), so a line with its prefix always fits. */
+#define LOG_TEXT_MAX 1024
+#define LOG_PREFIX_MAX sizeof("echod: ")
+
 static void log_line(enum log_level level, const char *text)
 {
-	char line[1100];
+	char line[LOG_TEXT_MAX + LOG_PREFIX_MAX + 1];
 	int n;
 
+	_Static_assert(sizeof("<7>") <= LOG_PREFIX_MAX, "journal prefix fits");
 	if (dropped) {
 		n = to_journal ? snprintf(line, sizeof(line), "<%d>%llu log lines dropped (the log was not writable)\n",
 					  LOG_LEVEL_WARNING, dropped)
@@ -94,17 +100,13 @@ static void log_line(enum log_level level, const char *text)
 	}
 	n = to_journal ? snprintf(line, sizeof(line), "<%d>%s\n", (int)level, text)
 		       : snprintf(line, sizeof(line), "echod: %s\n", text);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line))
-		n = (int)sizeof(line) - 1;
 	if (!emit(line, (size_t)n))
 		dropped++;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char text[1024];
+	char text[LOG_TEXT_MAX];
 	va_list ap;
 	int saved = errno;
 
@@ -119,7 +121,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 int log_errno(enum log_level level, int r, const char *fmt, ...)
 {
-	char text[1024];
+	char text[LOG_TEXT_MAX];
 	va_list ap;
 	int saved = errno;
 	int n;

@@ -201,7 +201,8 @@ static int head(char *buf, size_t cap, const char *status, const char *type, siz
 			 "Connection: close\r\n\r\n",
 			 status, type, body);
 
-	return n < 0 || (size_t)n > cap ? -ENOSPC : n;
+	/* n == cap: the last byte went to the NUL, the head is cut. */
+	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
 int http_response_write(enum http_verdict v, const struct metrics_snapshot *m,

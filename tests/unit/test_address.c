@@ -108,6 +108,25 @@ START_TEST(errors)
 }
 END_TEST
 
+/* Hosts longer than any address, in and out of brackets, and the names
+ * that get the "not resolved" hint. */
+START_TEST(long_hosts_and_names)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "[%070d]:7", 0);
+	rejects(text, "invalid IPv6 address in '[0000000000000000000000000000000000000000000000000000000000000000000000]:7'");
+	snprintf(text, sizeof(text), "[%050d]:7", 0);
+	rejects(text, "invalid IPv6 address '00000000000000000000000000000000000000000000000000'");
+	snprintf(text, sizeof(text), "[%050d%%lo]:7", 0);
+	rejects(text, "invalid IPv6 address '00000000000000000000000000000000000000000000000000%lo'");
+	snprintf(text, sizeof(text), "%070d:7", 0);
+	rejects(text, "invalid address '0000000000000000000000000000000000000000000000000000000000000000000000:7' (IPv6 addresses go in brackets: [::1]:7)");
+	rejects("echo-1.example:7", "invalid IPv4 address 'echo-1.example' (host names are not resolved)");
+	rejects("echo_1:7", "invalid IPv4 address 'echo_1'");
+}
+END_TEST
+
 /* sun_path holds 108 bytes: a path of 107 and its NUL, or an abstract
  * name of 107 after its leading NUL. The messages state those bounds. */
 START_TEST(unix_length_bounds)
@@ -172,6 +191,9 @@ START_TEST(format_other)
 	address_format((struct sockaddr *)&s4, 4, buf, sizeof(buf));
 	address_format(&sa, sizeof(sa), buf, sizeof(buf));
 	ck_assert_str_eq(buf, "(address family 5, 16 bytes)");
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
+	address_format((struct sockaddr *)&s6, sizeof(s6) - 4, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "(address family 10, 24 bytes)");
 	ck_assert_str_eq(address_kind_name(LISTEN_UNIX), "unix");
 	ck_assert_str_eq(address_kind_name((enum listen_kind)99), "?");
 }
@@ -185,6 +207,7 @@ static Suite *suite(void)
 	tcase_add_test(t, unix_forms);
 	tcase_add_test(t, proxy_forms);
 	tcase_add_test(t, errors);
+	tcase_add_test(t, long_hosts_and_names);
 	tcase_add_test(t, unix_length_bounds);
 	tcase_add_test(t, ipv6_scope);
 	tcase_add_test(t, format_other);

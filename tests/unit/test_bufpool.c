@@ -57,7 +57,24 @@ START_TEST(other_sizes)
 	ck_assert_uint_eq(b->cap, 256);
 	bufpool_put(&p, b);
 	ck_assert_uint_eq(p.n_free, 1);
+	bufpool_set_size(&p, 256); /* a reload that keeps the size keeps them */
+	ck_assert_uint_eq(p.n_free, 1);
 	bufpool_clear(&p);
+}
+END_TEST
+
+START_TEST(size_zero_keeps_nothing)
+{
+	struct bufpool p;
+
+	bufpool_init(&p, 0, 1024);
+	ck_assert_uint_eq(p.max_free, 0);
+	struct buf *b = bufpool_get(&p, 64);
+	ck_assert_ptr_nonnull(b);
+	bufpool_put(&p, b);
+	ck_assert_uint_eq(p.n_free, 0);
+	bufpool_set_size(&p, 0);
+	ck_assert_uint_eq(p.max_free, 0);
 }
 END_TEST
 
@@ -81,6 +98,7 @@ static Suite *suite(void)
 	tcase_add_test(t, reuses_and_bounds);
 	tcase_add_test(t, other_sizes);
 	tcase_add_test(t, large_buffers_not_kept);
+	tcase_add_test(t, size_zero_keeps_nothing);
 	suite_add_tcase(s, t);
 	return s;
 }

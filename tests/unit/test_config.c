@@ -209,6 +209,36 @@ START_TEST(new_key_errors)
 }
 END_TEST
 
+/* Values past what a field can hold, and lists past their bound. */
+START_TEST(bounds_of_values)
+{
+	char *text = malloc(300 * 32), *p = text;
+
+	struct config c;
+	char err[CONFIG_ERROR_MAX];
+
+	config_defaults(&c);
+	/* A number that fits, times a suffix that makes it overflow. */
+	ck_assert_int_eq(config_set(&c, config_find_knob("buffer_size"), "18000000000000M", err, sizeof(err)),
+			 -ERANGE);
+	ck_assert_str_eq(err, "value out of range for 'buffer_size': '18000000000000M' (expected a size in bytes, optionally with suffix K or M, from 64 to 64M)");
+	/* The file refuses an empty value before a parser sees it; the parser
+	 * refuses it as well. */
+	ck_assert_int_eq(config_set(&c, config_find_knob("unix_mode"), "", err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "invalid value for 'unix_mode': '' (expected an octal mode from 0000 to 0777)");
+	expect_error("metrics = 127.0.0.1\n", 1,
+		     "invalid value for 'metrics': invalid port '127.0.0.1' (expected 0 to 65535)");
+	char line[400];
+	snprintf(line, sizeof(line), "metrics = unix:/%0300d\n", 0);
+	expect_error(line, 1, "invalid value for 'metrics': address longer than 127 characters");
+	ck_assert_ptr_nonnull(text);
+	for (int i = 0; i <= CIDR_LIST_MAX; i++)
+		p += sprintf(p, "allow = 10.%d.%d.0/24\n", i / 256, i % 256);
+	expect_error(text, CIDR_LIST_MAX + 1, "too many 'allow' entries (at most 256)");
+	free(text);
+}
+END_TEST
+
 START_TEST(group_names)
 {
 	struct config c;
@@ -498,6 +528,7 @@ static Suite *suite(void)
 	tcase_add_test(t, did_you_mean);
 	tcase_add_test(t, new_keys);
 	tcase_add_test(t, new_key_errors);
+	tcase_add_test(t, bounds_of_values);
 	tcase_add_test(t, group_names);
 	suite_add_tcase(s, t);
 	t = tcase_create("file");

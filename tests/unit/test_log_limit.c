@@ -78,6 +78,21 @@ START_TEST(other_interval)
 }
 END_TEST
 
+START_TEST(count_saturates)
+{
+	struct log_limiter l = { 0 };
+	uint64_t n;
+
+	ck_assert(log_limiter_allow(&l, 0, NULL)); /* the count may be unwanted */
+	l.suppressed = UINT64_MAX - 1;
+	ck_assert(!log_limiter_allow(&l, 1, &n));
+	ck_assert(!log_limiter_allow(&l, 2, &n));
+	ck_assert_uint_eq(l.suppressed, UINT64_MAX);
+	ck_assert(log_limiter_allow(&l, 20000, &n));
+	ck_assert_uint_eq(n, UINT64_MAX);
+}
+END_TEST
+
 static Suite *log_limit_suite(void)
 {
 	Suite *s = suite_create("log_limit");
@@ -88,6 +103,7 @@ static Suite *log_limit_suite(void)
 	tcase_add_test(c, flood_logs_bounded_lines);
 	tcase_add_test(c, clock_back_does_not_open_the_gate);
 	tcase_add_test(c, other_interval);
+	tcase_add_test(c, count_saturates);
 	suite_add_tcase(s, c);
 	return s;
 }

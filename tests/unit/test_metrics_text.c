@@ -245,6 +245,8 @@ START_TEST(responses)
 	ck_assert_int_eq(http_response_write(HTTP_NEED_MORE, NULL, buf, sizeof(buf)), -EINVAL);
 	ck_assert_int_eq(http_response_write(HTTP_BAD, NULL, buf, 10), -ENOSPC);
 	ck_assert_int_eq(http_response_write(HTTP_GET_METRICS, &m, buf, 300), -ENOSPC);
+	/* Not even room for the longest head. */
+	ck_assert_int_eq(http_response_write(HTTP_GET_METRICS, &m, buf, 100), -ENOSPC);
 }
 END_TEST
 
