@@ -93,6 +93,10 @@ START_TEST(conn_cap_one_source)
 	for (int i = 0; i < 3; i++)
 		conn_count_release(&t, &a);
 	ck_assert_uint_eq(conn_count_get(&t, &a), 0);
+	/* One release too many (a caller's bug) does not wrap a count. */
+	conn_count_release(&t, &a);
+	ck_assert_uint_eq(conn_count_get(&t, &a), 0);
+	ck_assert_uint_eq(t.overflow, 0);
 	source_table_free(&t);
 }
 END_TEST
