@@ -29,7 +29,7 @@ import tempfile
 import time
 
 import harness
-from lib import service
+from lib import kernel, service
 from harness import Daemon, check, check_equal, fail
 
 INJECT = os.environ.get("ECHOD_INJECT", "")
@@ -539,6 +539,137 @@ def accept_error_final():
         harness.check_tcp_echo(second.address, b"the other listener")
         d.check_alive()
         d.stop()
+
+
+# The timer heap is echod's only realloc: it starts at 64 timers, and
+# its first growth asks for 128 pointers.
+TIMER_HEAP_GROWTH = "realloc=ENOMEM@1x0:%d" % (128 * 8)
+
+
+def skip_without_allocation_faults(d):
+    if d.find_log(r"^inject: allocations not"):
+        raise harness.Skip("the injector leaves allocations alone under AddressSanitizer")
+
+
+def _echo_or_refused(c, data):
+    """The exact echo of data, or None if echod closed the connection."""
+    try:
+        c.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    if not got:
+        return None
+    check_equal("what a connection with a timer gets back", data, got)
+    return got
+
+
+@harness.case()
+def timer_heap_full():
+    """The timer heap cannot grow past its first 64 timers. With
+    idle_timeout on, every connection needs one: those that cannot get it
+    are closed at once, the others get exact echoes, and once some close
+    the next client is served again."""
+    with faulty(TIMER_HEAP_GROWTH, config="idle_timeout = 1min\n") as d:
+        d.start()
+        skip_without_allocation_faults(d)
+        served, refused = [], 0
+        for i in range(100):
+            c = socket.create_connection(d.listener().address, timeout=5)
+            if _echo_or_refused(c, harness.payload(300, seed=i)) is None:
+                refused += 1
+                c.close()
+            else:
+                served.append(c)
+        print("served %d, refused %d" % (len(served), refused))
+        check(1 <= len(served) <= 64, "connections that got a timer are served",
+              "1 to 64", len(served))
+        check_equal("connections without a timer are closed", 100 - len(served), refused)
+        check(injected(d), "the heap's growth failed", "inject: realloc ... fails", d.stderr())
+        for c in served:
+            c.close()
+        d.wait_stats(lambda s: s[0] == 0, "every connection closed")
+        harness.check_tcp_echo(d.listener().address, b"a timer again")
+        d.stop()
+
+
+@harness.case()
+def timer_heap_full_accept_errors():
+    """Accept errors while no retry timer can be had: after ENETDOWN the
+    next accept comes at once (nothing would wake a paused listener);
+    after EMFILE the listener waits for a connection to end, and the
+    client held in the queue meanwhile is then served. 64 clients of a
+    first listener fill the heap; the faults are on the second one's
+    accepts."""
+    listen = ("127.0.0.1:0", "127.0.0.1:0")
+    config = "idle_timeout = 1min\n"
+    # Listeners open in the same order every time: a first run tells the
+    # second listener's descriptor, the faults' ARG.
+    with faulty("accept4=EIO@999999999", config=config, listen=listen) as d:
+        d.start()
+        fd = kernel.listener_fd(d.pid, d.listener("tcp", 1).port)
+        check(fd is not None, "the second listener's descriptor is found", "a descriptor", None)
+        d.stop()
+    # Each spec counts the calls the ones before it let through: the
+    # EMFILE spec's first call is the second accept.
+    spec = TIMER_HEAP_GROWTH + ",accept4=ENETDOWN@1:%d,accept4=EMFILE@1:%d" % (fd, fd)
+    with faulty(spec, config=config, listen=listen) as d:
+        d.start()
+        skip_without_allocation_faults(d)
+        check_equal("the second listener's descriptor", fd,
+                    kernel.listener_fd(d.pid, d.listener("tcp", 1).port))
+        served = []
+        for i in range(64):
+            c = socket.create_connection(d.listener("tcp", 0).address, timeout=5)
+            check(_echo_or_refused(c, harness.payload(300, seed=i)), "connection %d is served" % i,
+                  "an echo", "closed")
+            served.append(c)
+        held = socket.create_connection(d.listener("tcp", 1).address, timeout=10)
+        data = harness.payload(5000, seed=99)
+        held.sendall(data)
+        d.wait_log(r"^echod: accept on \S+ failed: .*; retrying in 1000 ms$")
+        d.wait_log(r"^echod: cannot accept on \S+: .*; out of file descriptors, pausing accepts")
+        served.pop().close()
+        got = b""
+        while len(got) < len(data):
+            chunk = held.recv(65536)
+            check(chunk, "the held client is served once a connection ends", "its echo", got)
+            got += chunk
+        check_equal("the held client's echo", data, got)
+        held.close()
+        for c in served:
+            c.close()
+        d.stop()
+
+
+@harness.case()
+def timer_heap_full_at_shutdown():
+    """Without idle_timeout, 100 connections need no timer until SIGTERM,
+    when each needs its drain timer: those that cannot get one are closed
+    at once, the others after the quiet second; every client has had its
+    exact echo and sees EOF, and echod exits 0."""
+    with faulty(TIMER_HEAP_GROWTH) as d:
+        d.start()
+        skip_without_allocation_faults(d)
+        clients = []
+        for i in range(100):
+            c = socket.create_connection(d.listener().address, timeout=10)
+            check(_echo_or_refused(c, harness.payload(300, seed=i)), "connection %d is served" % i,
+                  "an echo", "closed")
+            clients.append(c)
+        d.signal(signal.SIGTERM)
+        for i, c in enumerate(clients):
+            check_equal("connection %d ends with EOF" % i, b"", c.recv(16))
+            c.close()
+        check(injected(d), "the heap's growth failed at shutdown", "inject: realloc ... fails",
+              d.stderr())
+        check_equal("exit status", 0, d.wait_exit(20))
+        d.check_sanitizers()
 
 
 def startup_calls(func, arg="", **kw):

@@ -90,6 +90,22 @@ def tcp_socket(local_port, remote_port):
     return None
 
 
+def listener_fd(pid, port):
+    """The descriptor in process pid of its TCP socket listening on port;
+    None if it has none."""
+    fields = tcp_socket(port, 0)
+    if fields is None:
+        return None
+    target = "socket:[%s]" % fields[9]
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                return int(fd)
+        except OSError:
+            continue
+    return None
+
+
 def tcp_queues(local_port, remote_port):
     """(tx_queue, rx_queue) of the TCP socket local_port -> remote_port on
     loopback; None if there is no such socket."""
