@@ -460,6 +460,36 @@ START_TEST(control_characters)
 }
 END_TEST
 
+/* How messages show what was typed: control bytes and DEL escaped, tabs
+ * kept, cut at max bytes or where the buffer ends, never mid-escape. */
+START_TEST(quoting)
+{
+	char buf[16];
+
+	config_quote(buf, sizeof(buf), "a\tb\x7f\x01", 100);
+	ck_assert_str_eq(buf, "a\tb\\x7f\\x01");
+	config_quote(buf, sizeof(buf), "abcdef", 3);
+	ck_assert_str_eq(buf, "abc");
+	config_quote(buf, sizeof(buf), "0123456789abcdefghij", 100);
+	ck_assert_str_eq(buf, "0123456789a"); /* room kept for one escape */
+	config_quote(buf, 8, "ab\x02\x03", 100);
+	ck_assert_str_eq(buf, "ab\\x02");
+}
+END_TEST
+
+/* '#' after white space starts a comment, which a value may not hold;
+ * a '#' inside a word, or as the value's first byte, is the value's. */
+START_TEST(hash_in_values)
+{
+	expect_error("transform = upper # shout\n", 1,
+		     "invalid value for 'transform': 'upper # shout' (inline comments are not allowed: a comment must be on a line of its own)");
+	expect_error("transform = #upper\n", 1,
+		     "invalid value for 'transform': '#upper' (expected none or upper)");
+	expect_error("transform = up#per\n", 1,
+		     "invalid value for 'transform': 'up#per' (expected none or upper)");
+}
+END_TEST
+
 START_TEST(print_every_key)
 {
 	struct config c;
@@ -529,6 +559,8 @@ static Suite *suite(void)
 	tcase_add_test(t, new_keys);
 	tcase_add_test(t, new_key_errors);
 	tcase_add_test(t, bounds_of_values);
+	tcase_add_test(t, quoting);
+	tcase_add_test(t, hash_in_values);
 	tcase_add_test(t, group_names);
 	suite_add_tcase(s, t);
 	t = tcase_create("file");

@@ -163,6 +163,8 @@ START_TEST(requests)
 		{ "GET /metrics HTTP/1.1x\r\n\r\n", HTTP_BAD },
 		{ "GET \r\n\r\n", HTTP_BAD },
 		{ "GET /metrics HTTP/1.1\x7f", HTTP_BAD },
+		{ "PUT /metrics HTTP/1.0\r\n\r\n", HTTP_NOT_FOUND },  /* three letters, not GET */
+		{ "GET /metrics\rHTTP/1.0", HTTP_BAD },          /* a CR that ends nothing */
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
