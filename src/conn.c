@@ -20,10 +20,11 @@
  * 32); what is left is served from the deferred list, without an edge. */
 #define READS_PER_EVENT 16
 /* Bytes per connection per wakeup: what one stream may move before the
- * others (and the ping-pong clients among them) get their turn; a pass
- * over n busy streams takes up to n times this. 1 MiB is 16 full reads of
- * the default 64K; smaller budgets (64K to 512K) measured no better
- * ping-pong latency beside streams (bench/notes.md). */
+ * others (and the ping-pong clients among them) get their turn. A pass
+ * over n busy streams would take n times this, so the loop serves fresh
+ * events between deferred entries (loop.c): a ping-pong client waits for
+ * about one budget. 1 MiB is 16 full reads of the default 64K; what smaller
+ * budgets do to both sides is in bench/RESULTS.md (fairness). */
 #ifndef BYTES_PER_EVENT /* -DBYTES_PER_EVENT=N: bench/RESULTS.md measures others */
 #define BYTES_PER_EVENT (1024 * 1024)
 #endif

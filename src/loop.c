@@ -75,6 +75,7 @@ void loop_undefer(struct io *io)
 	io->defer_next->defer_prev = io->defer_prev;
 	io->defer_prev = io->defer_next = NULL;
 	io->deferred = false;
+	io->held = 0;
 }
 
 void loop_forget(struct loop *loop, struct io *io)
@@ -137,48 +138,93 @@ static void splice_all(struct io *from, struct io *to)
 	from->defer_next = from->defer_prev = from;
 }
 
+/* Waits for events (up to timeout_ms) and dispatches them: one wakeup. */
+static int poll_events(struct loop *loop, int timeout_ms)
+{
+	struct epoll_event *events = loop->events;
+	int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	loop->now_ms = loop_clock_ms();
+	loop->pass++;
+	/* epoll reports an fd at most once per batch, so one slot per io
+	 * is enough; a callback that tears another io down clears it. */
+	for (int i = 0; i < n; i++)
+		((struct io *)events[i].data.ptr)->batch_slot = (uint32_t)i + 1;
+	for (int i = 0; i < n; i++) {
+		struct io *io = events[i].data.ptr;
+		if (!io)
+			continue; /* torn down earlier in this batch */
+		io->batch_slot = 0;
+		if (io->deferred) {
+			/* Busy with bulk data: it gets no second budget
+			 * in this pass, it waits for its turn. */
+			io->held |= events[i].events;
+			continue;
+		}
+		io->fn(io, events[i].events);
+	}
+	return 0;
+}
+
+static uint64_t clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Runs what was deferred before this pass; what defers itself again now
- * waits for the next pass, after fresh events, so nobody starves. */
-static void run_deferred(struct loop *loop)
+ * waits for the next pass, after fresh events, so nobody starves.
+ * Deferred work is bulk data (each entry spent a whole budget), and a
+ * pass over n busy streams takes n budgets: so between entries, once
+ * FRESH_POLL_US have gone by, fresh events are served first. A ping-pong
+ * client beside streams then waits for one stream's budget, not for all
+ * of them, and streams keep their large budgets (bench/RESULTS.md,
+ * fairness). One empty epoll_wait costs far less than a budget's worth
+ * of splice() calls. */
+#ifndef FRESH_POLL_US
+#define FRESH_POLL_US 200
+#endif
+static int run_deferred(struct loop *loop)
 {
 	struct io batch;
+	uint64_t polled = clock_us();
+	int r = 0;
 
 	batch.defer_next = batch.defer_prev = &batch;
 	splice_all(&loop->defer_head, &batch);
 	while (batch.defer_next != &batch && !loop->stop) {
 		struct io *io = batch.defer_next;
+		uint32_t held = io->held;
 		loop_undefer(io);
-		io->fn(io, 0);
+		io->fn(io, held ? held | EPOLLIN : 0);
+		if (batch.defer_next != &batch && !loop->stop) {
+			uint64_t now = clock_us();
+			if (now - polled >= FRESH_POLL_US) {
+				r = poll_events(loop, 0);
+				if (r < 0)
+					break;
+				polled = clock_us();
+			}
+		}
 	}
 	splice_all(&batch, &loop->defer_head);
+	return r;
 }
 
 int loop_run(struct loop *loop)
 {
-	struct epoll_event *events = loop->events;
-
 	while (!loop->stop) {
-		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, next_timeout(loop));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		loop->now_ms = loop_clock_ms();
-		loop->pass++;
-		/* epoll reports an fd at most once per batch, so one slot per io
-		 * is enough; a callback that tears another io down clears it. */
-		for (int i = 0; i < n; i++)
-			((struct io *)events[i].data.ptr)->batch_slot = (uint32_t)i + 1;
-		for (int i = 0; i < n; i++) {
-			struct io *io = events[i].data.ptr;
-			if (!io)
-				continue; /* torn down earlier in this batch */
-			io->batch_slot = 0;
-			io->fn(io, events[i].events);
-		}
+		int r = poll_events(loop, next_timeout(loop));
+		if (r < 0)
+			return r;
 		run_timers(loop);
-		run_deferred(loop);
+		r = run_deferred(loop);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

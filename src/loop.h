@@ -11,7 +11,9 @@
 #include "timer_heap.h"
 
 struct io;
-/* events: the epoll mask, or 0 when called back from loop_defer(). */
+/* events: the epoll mask, or 0 when called back from loop_defer(). Events
+ * for an io that is deferred wait for its turn on the deferred list, and
+ * come with that call, EPOLLIN added (it was deferred with more to read). */
 typedef void io_fn(struct io *io, uint32_t events);
 
 struct io {
@@ -21,6 +23,7 @@ struct io {
 	 * what loop_forget() clears so that no callback runs for an io torn
 	 * down earlier in the same batch. */
 	uint32_t batch_slot;
+	uint32_t held; /* events that came while deferred */
 	bool deferred;
 };
 

@@ -1,6 +1,8 @@
 /* Unit tests of the event loop: edge-triggered I/O callbacks, timers in
  * deadline order, deferred work. */
 #include <check.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -115,6 +117,100 @@ START_TEST(timers_in_deadline_order)
 }
 END_TEST
 
+/* Events for an io on the deferred list are not dispatched at once (that
+ * would give a bulk stream a second budget in the same pass): they come
+ * with its deferred call, none lost, EPOLLIN added. */
+static int held_calls, held_while_deferred;
+static uint32_t held_events;
+
+static void held_cb(struct io *io, uint32_t events)
+{
+	held_calls++;
+	held_while_deferred += io->deferred;
+	held_events |= events;
+	L.stop = true;
+}
+
+START_TEST(events_while_deferred_wait_for_turn)
+{
+	int sv[2];
+	struct io io = { .fn = held_cb };
+
+	held_calls = held_while_deferred = 0;
+	held_events = 0;
+	ck_assert_int_eq(loop_init(&L), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(loop_add(&L, sv[0], EPOLLIN | EPOLLRDHUP | EPOLLET, &io), 0);
+	loop_defer(&L, &io);
+	ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0); /* the peer's FIN */
+	ck_assert_int_eq(loop_run(&L), 0);
+	ck_assert_int_eq(held_calls, 1);
+	ck_assert_int_eq(held_while_deferred, 0);
+	ck_assert(held_events & EPOLLRDHUP);
+	ck_assert(held_events & EPOLLIN);
+	ck_assert_uint_eq(io.held, 0);
+	close(sv[0]);
+	close(sv[1]);
+	loop_close(&L);
+}
+END_TEST
+
+/* Between deferred entries that take long, fresh events are served first:
+ * a ping-pong client waits for one stream's budget, not for all of them. */
+struct busy {
+	struct io io;
+	int id;
+	int wake_fd; /* written to when it runs, or -1 */
+};
+
+static void busy_spin_us(unsigned us)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000 < (long)us);
+}
+
+static void busy_cb(struct io *io, uint32_t events)
+{
+	struct busy *b = (struct busy *)((char *)io - offsetof(struct busy, io));
+
+	(void)events;
+	order[n_order++] = b->id;
+	if (b->wake_fd >= 0) {
+		ck_assert_int_eq(write(b->wake_fd, "x", 1), 1);
+		busy_spin_us(5000); /* far longer than the loop's poll interval */
+	}
+	if (n_order == 3)
+		L.stop = true;
+}
+
+START_TEST(fresh_events_between_deferred)
+{
+	int fds[2];
+	struct busy a = { .io.fn = busy_cb, .id = 1 }, b = { .io.fn = busy_cb, .id = 2, .wake_fd = -1 },
+		    c = { .io.fn = busy_cb, .id = 3, .wake_fd = -1 };
+
+	n_order = 0;
+	ck_assert_int_eq(loop_init(&L), 0);
+	ck_assert_int_eq(pipe(fds), 0);
+	a.wake_fd = fds[1];
+	ck_assert_int_eq(loop_add(&L, fds[0], EPOLLIN | EPOLLET, &c.io), 0);
+	loop_defer(&L, &a.io);
+	loop_defer(&L, &b.io);
+	ck_assert_int_eq(loop_run(&L), 0);
+	ck_assert_int_eq(n_order, 3);
+	ck_assert_int_eq(order[0], 1);
+	ck_assert_int_eq(order[1], 3); /* the fresh event, before b */
+	ck_assert_int_eq(order[2], 2);
+	close(fds[0]);
+	close(fds[1]);
+	loop_close(&L);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -122,6 +218,8 @@ static Suite *suite(void)
 	tcase_add_test(t, io_event);
 	tcase_add_test(t, deferred_calls_without_edge);
 	tcase_add_test(t, undefer_cancels);
+	tcase_add_test(t, events_while_deferred_wait_for_turn);
+	tcase_add_test(t, fresh_events_between_deferred);
 	tcase_add_test(t, timers_in_deadline_order);
 	suite_add_tcase(s, t);
 	return s;
