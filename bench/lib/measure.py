@@ -145,6 +145,25 @@ class PerfCounter:
         return res
 
 
+def bench_argv(bench_bin, bcpu, mode, args, target):
+    argv = [bench_bin, "-m", mode] + args + ["--json", "-q", "-v", target]
+    return ["taskset", "-c", str(bcpu)] + argv if bcpu is not None else argv
+
+
+def start_streams(opts, sc, bench_bin, bcpu, target):
+    """mixed: the streaming neighbours, measuring before the ping-pong
+    starts and until after it ends; returns them once they measure."""
+    args = list(sc.stream_args) + ["-d", f"{opts.duration + opts.warmup + 2:g}",
+                                   "-w", f"{opts.warmup:g}"]
+    measuring = threading.Event()
+    streams = BenchProcess(bench_argv(bench_bin, bcpu, "stream", args, target),
+                           on_measure=measuring.set)
+    end = time.monotonic() + 60
+    while not measuring.wait(0.05) and streams.proc.poll() is None and time.monotonic() < end:
+        pass
+    return streams, args
+
+
 def run_one(opts, sc, srv_name, srv_cmd, rnd, port, cpus, logf, bench_bin, use_perf):
     rec = {"server": srv_name, "scenario": sc.name, "round": rnd, "ok": False}
     scpu = cpus[0] if len(cpus) > 1 else None
@@ -154,22 +173,28 @@ def run_one(opts, sc, srv_name, srv_cmd, rnd, port, cpus, logf, bench_bin, use_p
         args += ["-d", f"{opts.hold:g}"]
     else:
         args += ["-d", f"{opts.duration:g}", "-w", f"{opts.warmup:g}"]
-    argv = [bench_bin, "-m", sc.mode] + args + ["--json", "-q", "-v",
-                                                f"127.0.0.1:{port}"]
-    rec["bench_args"] = ["-m", sc.mode] + args
-    if bcpu is not None:
-        argv = ["taskset", "-c", str(bcpu)] + argv
+    mode = "pingpong" if sc.mode == "mixed" else sc.mode
+    target = ("udp:" if sc.proto == "udp" else "") + f"127.0.0.1:{port}"
+    argv = bench_argv(bench_bin, bcpu, mode, args, target)
+    rec["bench_args"] = ["-m", mode] + args
 
     srv = Server(srv_name, srv_cmd, port, scpu, logf)
+    streams = None
     try:
-        err = srv.wait_ready()
+        err = srv.wait_ready(proto=sc.proto)
         if err:
             rec["error"] = "server " + err
             return rec
         time.sleep(0.1)
         base_rss, base_fds = tree_usage(srv.pid)
         limit = 60 + (opts.hold if sc.mode == "idle" else opts.duration + opts.warmup) + 150
-        perf = PerfCounter(srv.pid) if use_perf and sc.mode != "idle" else None
+        if sc.mode == "mixed":
+            streams, sargs = start_streams(opts, sc, bench_bin, bcpu, target)
+            rec["stream_args"] = ["-m", "stream"] + sargs
+        # mixed: the server's cost is the streams' as much as the
+        # ping-pong's, so it is not divided by the messages
+        perf = (PerfCounter(srv.pid) if use_perf and sc.mode not in ("idle", "mixed")
+                else None)
         bench = BenchProcess(argv, on_measure=perf and perf.enable,
                              on_drain=perf and perf.disable)
         if sc.mode == "idle":
@@ -183,14 +208,23 @@ def run_one(opts, sc, srv_name, srv_cmd, rnd, port, cpus, logf, bench_bin, use_p
             if rec["perf"] is None:
                 rec["perf_error"] = perf.error
         rec["bench_status"] = bench.proc.returncode
-        rec["bench_stderr"] = [ln for ln in bench.lines
-                               if not re.search(r"echod-bench: (warming|measuring|"
-                                                r"draining|opened|holding)", ln)][:20]
+        rec["bench_stderr"] = quiet_lines(bench)
         try:
             rec["result"] = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             rec["error"] = "no result from echod-bench: " + " | ".join(bench.lines[-3:])
             return rec
+        if streams:
+            sout = streams.finish(timeout=limit)
+            streams = None
+            try:
+                rec["stream"] = json.loads(sout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                rec["error"] = "no result from the streams"
+                return rec
+            if rec["stream"].get("errors") or streams_failed(rec):
+                rec["error"] = "the streams counted errors"
+                return rec
         if not srv.alive():
             rec["error"] = f"server exited during the run (status {srv.proc.returncode})"
             return rec
@@ -198,7 +232,20 @@ def run_one(opts, sc, srv_name, srv_cmd, rnd, port, cpus, logf, bench_bin, use_p
         rec["ok"] = True
         return rec
     finally:
+        if streams:
+            streams.proc.kill()
+            streams.finish(timeout=5)
         srv.stop()
+
+
+def quiet_lines(bench):
+    """echod-bench's stderr without its phase announcements"""
+    return [ln for ln in bench.lines if not re.search(
+        r"echod-bench: (warming|measuring|draining|opened|holding)", ln)][:20]
+
+
+def streams_failed(rec):
+    return rec["stream"].get("bytes", 0) <= 0
 
 
 def derive(sc, rec):
@@ -212,8 +259,10 @@ def derive(sc, rec):
         return
     p = rec.get("perf")
     # the work done in the measured time, which perf's counters cover
-    work = {"msg": r.get("messages", 0), "MB": r.get("bytes", 0) / 1e6,
-            "conn": r.get("messages", 0)}[sc.unit]
+    work = {"msg": r.get("messages", 0), "dgram": r.get("messages", 0),
+            "MB": r.get("bytes", 0) / 1e6, "conn": r.get("messages", 0)}[sc.unit]
+    if "stream" in rec:
+        rec["stream_mb_per_s"] = rec["stream"].get("mb_per_s")
     if work > 0 and r.get("duration_s", 0) > 0:
         # echod-bench's own CPU for the same work
         rec["client_us_per_unit"] = r.get("client_cpu", 0) * r["duration_s"] * 1e6 / work
@@ -225,7 +274,7 @@ def derive(sc, rec):
 
 def run_errors(rec):
     r = rec.get("result") or {}
-    return int(r.get("errors", 0))
+    return int(r.get("errors", 0)) + int((rec.get("stream") or {}).get("errors", 0))
 
 
 def describe(sc, rec):
@@ -240,6 +289,10 @@ def describe(sc, rec):
         s = f"{fmt(r[sc.metric])} {sc.metric_unit}"
         if sc.mode != "stream":
             s += f", p50 {fmt(r['latency_us']['p50'])} us, p99 {fmt(r['latency_us']['p99'])} us"
+        if sc.mode == "udp":
+            s += f", {r.get('lost', 0)} lost"
+        if "stream_mb_per_s" in rec:
+            s += f", streams beside it {fmt(rec['stream_mb_per_s'])} MB/s"
         if "syscalls_per_unit" in rec:
             s += (f", server {fmt(rec['syscalls_per_unit'])} syscalls/{sc.unit}, "
                   f"{fmt(rec['us_per_unit'])} us/{sc.unit}")

@@ -61,14 +61,13 @@ def write_spread(path, t, sc, srv, key):
     return n > 0
 
 
-def make_plots(data_dir, t, scens, servers):
+def make_plots(data_dir, t, scens, srv):
     """One PNG per scenario: throughput (idle: RSS per connection) and the
     latency percentiles (stream: server CPU per MB); plus the throughput
     ratios to the baseline. Returns [(file, title)]."""
     if shutil.which("gnuplot") is None:
         log(f"{PROG}: gnuplot is not installed: no plots")
         return []
-    srv = [s[0] for s in servers]
     out = []
     tmp = tempfile.mkdtemp(prefix="echod-plot-")
     tps = [sc for sc in scens if sc.mode != "idle"]

@@ -90,8 +90,13 @@ TARGETS = [
      "best", "lat_p50", 1.0),
     (["pp1", "pp100", "pp1000", "pp100x16"], "p99 latency vs best reference",
      "best", "lat_p99", 1.0),
-    (["st1", "st10"], "server CPU/MB vs libuv", "libuv", "us_per_unit", 0.65),
-    (["st1", "st10"], "MB/s vs libuv (at least)", "libuv_min", "mb_per_s", 1.15),
+    (["st1", "st10"], "server CPU/MB vs libuv", "vs:libuv", "us_per_unit", 0.65),
+    (["st1", "st10"], "MB/s vs libuv (at least)", "vs_min:libuv", "mb_per_s", 1.15),
+    (["mixed"], "ping-pong p99 latency beside streams (us)", "abs", "lat_p99", 2000),
+    (["mixed"], "streams' MB/s beside it vs libuv's (at least)", "vs_min:libuv",
+     "stream_mb_per_s", 1.0),
+    (["udp32"], "syscalls/dgram", "abs", "syscalls_per_unit", 0.5),
+    (["udp32"], "server CPU/dgram vs udp_naive", "vs:udp_naive", "us_per_unit", 0.9),
     (["conn32"], "syscalls/conn", "abs", "syscalls_per_unit", 7.0),
     (["conn32"], "server CPU/conn vs best reference", "best", "us_per_unit", 0.9),
     (["idle10k", "idlemax"], "RSS bytes/conn", "abs", "rss_per_conn", 128),
@@ -120,11 +125,12 @@ def target_rows(t, scens, subject, refs):
                 x, shown = t.ratio_best(sc, subject, refs, key), "<= %gx" % bound
                 ok = x is not None and x <= bound
             else:
-                if "libuv" not in refs:
+                how, ref = kind.split(":")
+                if ref not in refs:
                     continue
-                r = Table(t.runs, t.scens, t.servers, "libuv")
+                r = Table(t.runs, t.scens, t.servers, ref)
                 x = r.ratio(sc, subject, key)
-                if kind == "libuv_min":
+                if how == "vs_min":
                     shown, ok = ">= %gx" % bound, x is not None and x >= bound
                 else:
                     shown, ok = "<= %gx" % bound, x is not None and x <= bound
@@ -138,15 +144,34 @@ def target_rows(t, scens, subject, refs):
     return rows
 
 
+def bench_args_md(sc, opts):
+    mode = "pingpong" if sc.mode == "mixed" else sc.mode
+    s = "`" + " ".join(["-m", mode] + (sc.quick if opts.quick else sc.args)) + "`"
+    if sc.mode == "mixed":
+        s += " beside `" + " ".join(["-m", "stream"] + sc.stream_args) + "`"
+    if sc.proto == "udp":
+        s += " to `udp:127.0.0.1:PORT`"
+    return s
+
+
 def md_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out) + "\n"
 
 
-def write_report(path, data_dir, opts, t, machine, servers, scens, plots,
+def fairness_rows(t, sc, srv_names):
+    rows = []
+    for key, label in (("lat_p50", "ping-pong p50 (us)"), ("lat_p99", "ping-pong p99 (us)"),
+                       ("lat_p999", "ping-pong p99.9 (us)"), ("msgs_per_s", "ping-pong msg/s"),
+                       ("stream_mb_per_s", "streams MB/s")):
+        rows.append([label] + [t.cell(sc, s, key, spread=True) for s in srv_names])
+    return rows
+
+
+def write_report(path, data_dir, opts, t, machine, servers, udp_servers, scens, plots,
                  started, finished, load0, load1, perf_note, bench_bin):
-    srv_names = [s[0] for s in servers]
+    srv_names = list(t.servers)
     rel = os.path.relpath(data_dir, os.path.dirname(os.path.abspath(path)))
     tp = [sc for sc in scens if sc.mode != "idle"]
     idle = [sc for sc in scens if sc.mode == "idle"]
@@ -185,13 +210,17 @@ def write_report(path, data_dir, opts, t, machine, servers, scens, plots,
     L.append("Reproduce (as root, from the source tree, after `meson compile -C build`):\n")
     L.append("```\n" + " ".join(shlex.quote(a) for a in [PROG] + opts.argv) + "\n```\n")
     L.append(md_table(["server", "command"],
-                      [[n, f"`{c.replace(REPO + os.sep, '')}`"] for n, c in servers]))
+                      [[n, f"`{c.replace(REPO + os.sep, '')}`"] for n, c in servers] +
+                      [[n + " (udp)", f"`{c.replace(REPO + os.sep, '')}`"]
+                       for n, c in udp_servers]))
     dur = (f"-d {opts.duration:g} -w {opts.warmup:g}")
     L.append(md_table(["scenario", "what", f"`echod-bench` arguments (plus `{dur}`, "
                        f"idle: `-d {opts.hold:g}`)"],
-                      [[sc.name, sc.title,
-                        "`" + " ".join(["-m", sc.mode] + (sc.quick if opts.quick else sc.args))
-                        + "`"] for sc in scens]))
+                      [[sc.name, sc.title, bench_args_md(sc, opts)] for sc in scens]))
+    if any(sc.mode == "mixed" for sc in scens):
+        L.append("mixed: the streams start first (`-d` longer by the warm-up and 2 s) and "
+                 "measure through the whole measured time of the ping-pong, which starts "
+                 "once they measure; both load generators share one CPU.\n")
     L.append("Server cost: `perf stat -e raw_syscalls:sys_enter,task-clock -p PID` on the "
              "server, its counters switched on and off (`-D -1 --control`) as echod-bench "
              "starts and ends its measured time, divided by the work echod-bench counted "
@@ -251,6 +280,13 @@ def write_report(path, data_dir, opts, t, machine, servers, scens, plots,
                           [[sc.name, sc.unit] + [t.cell(sc, s, "us_per_unit") + " / " +
                                                  t.cell(sc, s, "client_us_per_unit")
                                                  for s in srv_names] for sc in tp]))
+    for sc in [sc for sc in scens if sc.mode == "mixed"]:
+        L.append("## Fairness\n")
+        L.append(f"{sc.name}: {sc.title}. The ping-pong's latency with the streams' "
+                 "rate in the same run (medians over rounds, min-max):\n")
+        cols = [s for s in srv_names if any(r["scenario"] == sc.name and r["server"] == s
+                                            for r in t.runs)]
+        L.append(md_table([sc.name] + cols, fairness_rows(t, sc, cols)))
     if idle:
         L.append("## Idle connections\n")
         rows = []

@@ -63,13 +63,17 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
-    def wait_ready(self, timeout=10.0):
+    def wait_ready(self, timeout=10.0, proto="tcp"):
         """Until one echo works on the port."""
         end = time.monotonic() + timeout
         msg = b"echod-bench readiness probe\n"
         while time.monotonic() < end:
             if not self.alive():
                 return f"exited at start (status {self.proc.returncode})"
+            if proto == "udp":
+                if self._udp_echoes(msg):
+                    return None
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(msg)
@@ -85,6 +89,18 @@ class Server:
                 pass
             time.sleep(0.05)
         return f"did not echo on port {self.port} within {timeout:g} s"
+
+    def _udp_echoes(self, msg):
+        """one datagram sent, the same one back within 50 ms"""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.05)
+            try:
+                s.connect(("127.0.0.1", self.port))
+                s.send(msg)
+                return s.recv(len(msg) + 1) == msg
+            except OSError:  # refused (not bound yet) or timed out
+                time.sleep(0.05)
+                return False
 
     def stop(self):
         if self.alive():
