@@ -23,10 +23,12 @@
  * others (and the ping-pong clients among them) get their turn. A pass
  * over n busy streams would take n times this, so the loop serves fresh
  * events between deferred entries (loop.c): a ping-pong client waits for
- * about one budget. 1 MiB is 16 full reads of the default 64K; what smaller
- * budgets do to both sides is in bench/RESULTS.md (fairness). */
+ * about one budget. 256 KiB (4 full reads of the default 64K) kept the
+ * ping-pong p99 beside 8 streams under 1 ms where 1 MiB gave 2 to 5 ms,
+ * for the same streaming rate and CPU per MB (bench/RESULTS.md,
+ * fairness, with what 64K and 1M do to both sides). */
 #ifndef BYTES_PER_EVENT /* -DBYTES_PER_EVENT=N: bench/RESULTS.md measures others */
-#define BYTES_PER_EVENT (1024 * 1024)
+#define BYTES_PER_EVENT (256 * 1024)
 #endif
 /* Memory in free buffers kept for reuse: enough for bursts (16 buffers
  * of the default 64K), small when idle, none for buffers over 1M. */
