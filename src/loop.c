@@ -151,7 +151,7 @@ static int poll_events(struct loop *loop, int timeout_ms)
 	/* epoll reports an fd at most once per batch, so one slot per io
 	 * is enough; a callback that tears another io down clears it. */
 	for (int i = 0; i < n; i++)
-		((struct io *)events[i].data.ptr)->batch_slot = (uint32_t)i + 1;
+		((struct io *)events[i].data.ptr)->batch_slot = (uint16_t)(i + 1);
 	for (int i = 0; i < n; i++) {
 		struct io *io = events[i].data.ptr;
 		if (!io)
@@ -160,7 +160,7 @@ static int poll_events(struct loop *loop, int timeout_ms)
 		if (io->deferred) {
 			/* Busy with bulk data: it gets no second budget
 			 * in this pass, it waits for its turn. */
-			io->held |= events[i].events;
+			io->held |= (uint16_t)events[i].events;
 			continue;
 		}
 		io->fn(io, events[i].events);

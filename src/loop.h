@@ -22,14 +22,18 @@ struct io {
 	/* Index + 1 of its event in the batch being dispatched, 0 if none:
 	 * what loop_forget() clears so that no callback runs for an io torn
 	 * down earlier in the same batch. */
-	uint32_t batch_slot;
-	uint32_t held; /* events that came while deferred */
+	uint16_t batch_slot;
+	/* Events that came while deferred. What epoll reports fits in 16
+	 * bits (EPOLLRDHUP is 0x2000; the high bits are request flags):
+	 * with batch_slot, it keeps an idle connection's slot small. */
+	uint16_t held;
 	bool deferred;
 };
 
 /* Events per epoll_wait: large, so that thousands of busy connections
  * cost few wakeups. */
 #define LOOP_MAX_EVENTS 1024
+_Static_assert(LOOP_MAX_EVENTS < UINT16_MAX, "batch_slot holds an index + 1");
 
 struct loop {
 	int epfd;
