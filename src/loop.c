@@ -207,6 +207,9 @@ static int run_deferred(struct loop *loop)
 				r = poll_events(loop, 0);
 				if (r < 0)
 					break;
+				/* Deadlines (idle, PROXY, shutdown, the watchdog)
+				 * are not late by a whole pass over the streams. */
+				run_timers(loop);
 				polled = clock_us();
 			}
 		}

@@ -55,6 +55,8 @@ int loop_del(struct loop *loop, int fd);
 /* Calls io back after the current batch of events, without a new edge:
  * for work cut short by a budget, or resumed after a limit lifted. */
 void loop_defer(struct loop *loop, struct io *io);
+/* Takes io off the deferred list; events held for it are dropped with it
+ * (only teardown and the deferred call itself undefer an io). */
 void loop_undefer(struct io *io);
 
 /* Before an io is closed, freed or reused: takes it off the deferred list

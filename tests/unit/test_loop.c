@@ -161,6 +161,7 @@ struct busy {
 	struct io io;
 	int id;
 	int wake_fd; /* written to when it runs, or -1 */
+	struct timer *arm; /* set to fire in 1 ms when it runs, or NULL */
 };
 
 static void busy_spin_us(unsigned us)
@@ -179,10 +180,12 @@ static void busy_cb(struct io *io, uint32_t events)
 
 	(void)events;
 	order[n_order++] = b->id;
-	if (b->wake_fd >= 0) {
+	if (b->wake_fd >= 0)
 		ck_assert_int_eq(write(b->wake_fd, "x", 1), 1);
+	if (b->arm)
+		loop_timer_in(&L, b->arm, 1);
+	if (b->wake_fd >= 0 || b->arm)
 		busy_spin_us(5000); /* far longer than the loop's poll interval */
-	}
 	if (n_order == 3)
 		L.stop = true;
 }
@@ -211,6 +214,27 @@ START_TEST(fresh_events_between_deferred)
 }
 END_TEST
 
+/* A deadline that falls due during a long pass over deferred work fires
+ * between its entries, not after the pass. */
+START_TEST(timers_between_deferred)
+{
+	struct probe t = { .t.fn = timer_cb, .id = 9 };
+	struct busy a = { .io.fn = busy_cb, .id = 1, .wake_fd = -1, .arm = &t.t };
+	struct busy b = { .io.fn = busy_cb, .id = 2, .wake_fd = -1 };
+
+	n_order = 0;
+	ck_assert_int_eq(loop_init(&L), 0);
+	loop_defer(&L, &a.io);
+	loop_defer(&L, &b.io);
+	ck_assert_int_eq(loop_run(&L), 0);
+	ck_assert_int_eq(n_order, 3);
+	ck_assert_int_eq(order[0], 1);
+	ck_assert_int_eq(order[1], 9); /* due while a ran: before b */
+	ck_assert_int_eq(order[2], 2);
+	loop_close(&L);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -220,6 +244,7 @@ static Suite *suite(void)
 	tcase_add_test(t, undefer_cancels);
 	tcase_add_test(t, events_while_deferred_wait_for_turn);
 	tcase_add_test(t, fresh_events_between_deferred);
+	tcase_add_test(t, timers_between_deferred);
 	tcase_add_test(t, timers_in_deadline_order);
 	suite_add_tcase(s, t);
 	return s;
