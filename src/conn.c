@@ -493,7 +493,8 @@ void conn_io(struct io *io, uint32_t events)
 		 * only read, so that closing does not reset the echoes it
 		 * has not read yet. Its FIN ends it. */
 		ssize_t n = 0;
-		int budget = BYTES_PER_EVENT / SCRATCH_SIZE; /* a stream's turn, no more */
+		/* A stream's turn, no more (and one read at the least). */
+		int budget = BYTES_PER_EVENT > SCRATCH_SIZE ? BYTES_PER_EVENT / SCRATCH_SIZE : 1;
 		while (budget-- > 0 && (n = recv(c->fd, conns.scratch, SCRATCH_SIZE, 0)) > 0)
 			;
 		if (n > 0)

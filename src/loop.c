@@ -6,12 +6,17 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t loop_clock_ms(void)
+static uint64_t clock_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t loop_clock_ms(void)
+{
+	return clock_us() / 1000u;
 }
 
 int loop_init(struct loop *loop)
@@ -168,14 +173,6 @@ static int poll_events(struct loop *loop, int timeout_ms)
 	return 0;
 }
 
-static uint64_t clock_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Runs what was deferred before this pass; what defers itself again now
  * waits for the next pass, after fresh events, so nobody starves.
  * Deferred work is bulk data (each entry spent a whole budget), and a
@@ -191,9 +188,12 @@ static uint64_t clock_us(void)
 static int run_deferred(struct loop *loop)
 {
 	struct io batch;
-	uint64_t polled = clock_us();
+	uint64_t polled;
 	int r = 0;
 
+	if (loop->defer_head.defer_next == &loop->defer_head)
+		return 0; /* the common case: no clock read either */
+	polled = clock_us();
 	batch.defer_next = batch.defer_prev = &batch;
 	splice_all(&loop->defer_head, &batch);
 	while (batch.defer_next != &batch && !loop->stop) {
