@@ -62,6 +62,10 @@ void policy_unref(struct policy *p)
 		free(p);
 }
 
+/* The slot is all an idle connection costs (man echod, Memory): whatever
+ * grows it grows every connection. */
+static_assert(sizeof(struct conn) <= 96, "a connection's table slot outgrew 96 bytes");
+
 int conn_table_init(struct loop *loop, size_t fd_limit, struct stats *stats, void (*on_close)(void))
 {
 	memset(&conns, 0, sizeof(conns));
@@ -126,10 +130,10 @@ void conn_close(struct conn *c, const char *why)
 	log_debug("connection %d closed: %s", c->fd, why);
 	loop_forget(conns.loop, &c->io);
 	loop_timer_stop(conns.loop, &c->timer);
-	if (c->out)
-		bufpool_put(&conns.pool, c->out);
-	if (c->pipe)
-		pipepool_put(&conns.pipes, c->pipe);
+	if (conn_out(c))
+		bufpool_put(&conns.pool, conn_out(c));
+	if (conn_pipe(c))
+		pipepool_put(&conns.pipes, conn_pipe(c));
 	if (c->x) {
 		if (c->x->hdr)
 			bufpool_put(&conns.pool, c->x->hdr);
@@ -252,8 +256,8 @@ static int flush(struct conn *c)
 {
 	ssize_t w;
 
-	if (c->pipe) {
-		struct pipe_pair *p = c->pipe;
+	struct pipe_pair *p = conn_pipe(c);
+	if (p) {
 		w = splice(p->r, NULL, c->fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (w < 0)
 			return errno == EAGAIN ? 0 : -errno;
@@ -261,11 +265,11 @@ static int flush(struct conn *c)
 		p->len -= (uint32_t)w;
 		if (p->len == 0) {
 			pipepool_put(&conns.pipes, p);
-			c->pipe = NULL;
+			conn_set_pipe(c, NULL);
 		}
 		return 0;
 	}
-	struct buf *b = c->out;
+	struct buf *b = conn_out(c);
 	w = send(c->fd, b->data + b->off, b->len, MSG_NOSIGNAL);
 	if (w < 0)
 		return errno == EAGAIN ? 0 : -errno;
@@ -274,7 +278,7 @@ static int flush(struct conn *c)
 	b->len -= (uint32_t)w;
 	if (b->len == 0) {
 		bufpool_put(&conns.pool, b);
-		c->out = NULL;
+		conn_set_out(c, NULL);
 	}
 	return 0;
 }
@@ -285,7 +289,7 @@ static int flush(struct conn *c)
  * and not three. Bulk data resumes through pipes once it reads again. */
 static int park(struct conn *c)
 {
-	struct pipe_pair *p = c->pipe;
+	struct pipe_pair *p = conn_pipe(c);
 	struct buf *b = bufpool_get(&conns.pool, c->policy->buffer_size);
 	ssize_t n;
 
@@ -299,8 +303,7 @@ static int park(struct conn *c)
 	b->len = (uint32_t)n;
 	p->len = 0;
 	pipepool_put(&conns.pipes, p);
-	c->pipe = NULL;
-	c->out = b;
+	conn_set_out(c, b);
 	return 0;
 }
 
@@ -327,11 +330,12 @@ int conn_echo(struct conn *c, const char *data, size_t n)
 	size_t cap = c->policy->buffer_size;
 	if (n - (size_t)w > cap)
 		cap = n - (size_t)w;
-	c->out = bufpool_get(&conns.pool, (uint32_t)cap);
-	if (!c->out)
+	struct buf *b = bufpool_get(&conns.pool, (uint32_t)cap);
+	if (!b)
 		return -ENOMEM;
-	memcpy(c->out->data, data + w, n - (size_t)w);
-	c->out->len = (uint32_t)(n - (size_t)w);
+	memcpy(b->data, data + w, n - (size_t)w);
+	b->len = (uint32_t)(n - (size_t)w);
+	conn_set_out(c, b);
 	return 0;
 }
 
@@ -351,7 +355,7 @@ static bool spent(const struct budget *b)
  * mark to stop at. */
 static bool can_splice(const struct conn *c)
 {
-	return !c->out && !c->pipe && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT);
+	return !conn_pending(c) && c->policy->transform == TRANSFORM_NONE && !(c->flags & C_URGENT);
 }
 
 /* Bulk data: socket -> pipe -> socket with splice(2), never copied
@@ -372,12 +376,12 @@ static int pump_splice(struct conn *c, struct budget *bud)
 		if (!p)
 			return 1; /* no pipe to be had: copy instead */
 		bud->reads--;
-		c->pipe = p;
+		conn_set_pipe(c, p);
 		n = splice(c->fd, NULL, p->w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n <= 0) {
 			int e = errno;
 			pipepool_put(&conns.pipes, p);
-			c->pipe = NULL;
+			conn_set_pipe(c, NULL);
 			c->flags &= (uint16_t)~C_BLOCKED;
 			if (n == 0) {
 				c->flags |= C_EOF;
@@ -393,7 +397,7 @@ static int pump_splice(struct conn *c, struct budget *bud)
 		r = flush(c);
 		if (r < 0)
 			return r;
-		if (c->pipe) {
+		if (conn_pipe(c)) {
 			/* The client is not keeping up: keep its bytes in a
 			 * buffer, and read on into it (within buffer_size). */
 			return park(c) < 0 ? -ENOMEM : 1;
@@ -410,7 +414,7 @@ static int pump(struct conn *c)
 	struct budget bud = { READS_PER_EVENT, BYTES_PER_EVENT };
 
 	while (!spent(&bud)) {
-		struct buf *b = c->out;
+		struct buf *b = conn_out(c);
 		size_t room;
 		char *dst;
 		ssize_t n;
@@ -523,7 +527,8 @@ void conn_io(struct io *io, uint32_t events)
 	 * stopped reading and the flush has made room. */
 	if (!(c->flags & (C_EOF | C_EXPIRED)) && !drained &&
 	    (events == 0 || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
-	     ((c->flags & C_BLOCKED) && !c->pipe && (!c->out || c->out->len < c->policy->buffer_size)))) {
+	     ((c->flags & C_BLOCKED) && !conn_pipe(c) &&
+	      (!conn_out(c) || conn_out(c)->len < c->policy->buffer_size)))) {
 		r = pump(c);
 		if (r < 0) {
 			conn_close(c, strerror(-r));
