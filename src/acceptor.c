@@ -12,8 +12,8 @@
 #include "log.h"
 #include "util.h"
 
-/* Accepts in one pass when clients queue up, before the listener yields
- * to the connections. */
+/* Accepts in one wakeup when clients queue up, before the listener
+ * yields to the connections. */
 #define ACCEPTS_PER_EVENT 64
 /* Out of fds: retry this late unless a connection ends first. */
 #define FD_RETRY_MS 1000
@@ -29,7 +29,7 @@
 struct accepting {
 	struct listener *l;
 	struct timer retry; /* accepting paused for lack of fds, or after an error */
-	uint64_t last_pass; /* the loop pass that last reported it ready */
+	uint64_t last_pass; /* the wakeup (loop->pass) that last reported it ready */
 	bool paused;        /* out of the loop: at a limit, or retrying */
 	bool broken;        /* accept fails for good: out of the loop for ever */
 };
@@ -67,8 +67,11 @@ void acceptor_set_limits(uint64_t max_connections)
  * per report loses nobody, and no round of accepts has to end with an
  * accept4() that fails with EAGAIN, the price edge-triggering charged each
  * wakeup (under a connect storm most wakeups find a single client). Only
- * a listener reported in two passes in a row has a queue worth emptying at
- * once, and then the failing accept4() is shared by many. A paused
+ * a listener reported in two wakeups in a row has a queue worth emptying
+ * at once, and then the failing accept4() is shared by many. The polls
+ * run between deferred streams (loop.c) are wakeups too: beside bulk
+ * traffic a queue gets ACCEPTS_PER_EVENT at each of them, as often as a
+ * ping-pong client is answered. A paused
  * listener leaves the interest set, or it would be reported in every
  * pass. */
 #define LISTEN_EVENTS EPOLLIN
