@@ -45,6 +45,7 @@ enum {
 	C_EXPIRED = 1 << 10, /* max_connection_time reached: not read any more */
 	C_LINGER = 1 << 11,  /* ... and all sent, then FIN: waiting for the client's */
 	C_PIPED = 1 << 12,   /* what is pending is in a pipe, not a buffer */
+	C_BULK = 1 << 13,    /* streaming: a wakeup starts with splice, not recv */
 };
 
 /* What only some connections need, allocated for those alone (PROXY

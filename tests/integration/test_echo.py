@@ -105,6 +105,34 @@ def tiny_buffer():
         d.stop()
 
 
+@harness.case(timeout=120)
+def bulk_then_small():
+    """One connection alternates bulk data (which it then reads with
+    splice from the start of each wakeup) with small request and response
+    messages, then half-closes: every byte comes back in order, and the
+    FIN after the last one."""
+    rnd = os.urandom(4 * MIB)
+    with Daemon() as d:
+        d.start()
+        s = d.connect()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for phase in range(3):
+            bulk = rnd[phase * 997:phase * 997 + (2 + phase) * MIB]
+            got = harness.pump([(s, bulk, False)], timeout=60, what="bulk phase %d" % phase)[0]
+            check_bytes("bulk phase %d echo" % phase, bulk, got)
+            s.setblocking(True)
+            for i in range(60):
+                msg = rnd[i * 4099:i * 4099 + 1 + (i * 37) % 3000]
+                s.sendall(msg)
+                back = harness.recv_exact(s, len(msg), what="phase %d message %d" % (phase, i))
+                check_bytes("phase %d message %d echo" % (phase, i), msg, back)
+        tail = rnd[:3 * MIB + 5]
+        got = harness.pump([(s, tail, True)], timeout=60, what="bulk then FIN")[0]
+        check_bytes("last bulk echo, then EOF", tail, got)
+        s.close()
+        d.stop()
+
+
 @harness.case()
 def all_byte_values():
     """Every byte value, NUL and invalid UTF-8 included, split at odd places,
